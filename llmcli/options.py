@@ -1,0 +1,52 @@
+"""Options shared by every command that loads a model, declared once.
+
+Use them as parameter annotations: `model: options.Model = None`. Choices are Enums so a
+bad value (`--dtype float8`) is a usage error listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+LOADING = "Model loading"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+Model = Annotated[
+    Optional[str],
+    typer.Option(
+        "-m",
+        "--model",
+        help="Alias (smollm2, gemma3-270m), a .gguf file, a Hugging Face directory or hub id. "
+        "Default: $LLMCLI_MODEL or smollm2.",
+        rich_help_panel=LOADING,
+        show_default=False,
+    ),
+]
+DTypeOpt = Annotated[
+    DType, typer.Option("--dtype", help="Weight dtype; auto is float32 on the CPU.", rich_help_panel=LOADING)
+]
+DeviceOpt = Annotated[
+    Device, typer.Option("--device", help="Where the weights live; auto picks a GPU when there is one.", rich_help_panel=LOADING)
+]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]

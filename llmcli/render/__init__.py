@@ -1,0 +1,70 @@
+"""Turning llmcli's data into terminal output.
+
+Two consoles: `stdout()` carries data, `stderr()` carries talk (progress, stats, warnings,
+errors). Rich already drops colour when its file is not a terminal and honours NO_COLOR;
+`plain()` tells a renderer to drop decoration too (box borders, bars).
+
+Text that comes from a model or a tokenizer is never handed to Rich as markup: it goes
+through `literal()`, which also makes control characters visible, so a model that emits
+`[bold]` or ESC[31m cannot restyle the user's terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.text import Text
+
+# C0 controls except tab and newline, DEL, and the C1 block. ESC is the dangerous one.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+# Consoles are made per call, not cached: Rich decides colour support when a Console is
+# created, and tests swap sys.stdout between invocations.
+def stdout() -> Console:
+    return Console(highlight=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def plain() -> bool:
+    """True when stdout is not a terminal (a pipe or a file): print bare text."""
+    return not stdout().is_terminal
+
+
+def escape_controls(text: str) -> str:
+    """Control characters as visible `\\xNN` escapes; tabs and newlines kept."""
+    return text.translate(_CONTROL)
+
+
+def literal(text: str, style: str = "") -> Text:
+    """Model or tokenizer text as a Rich Text: never parsed as markup, controls escaped."""
+    return Text(escape_controls(text), style=style)
+
+
+def visible_whitespace(text: str) -> str:
+    """Spaces as `·`, newlines as `↵`, tabs as `→`, and other controls escaped."""
+    return escape_controls(text).replace(" ", "·").replace("\n", "↵").replace("\t", "→")
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """One line of error (and one of hint) on stderr."""
+    console = stderr()
+    console.print(Text.assemble(("error: ", "bold red"), escape_controls(message)))
+    if hint:
+        console.print(Text.assemble(("hint: ", "yellow"), escape_controls(hint)))
+
+
+def warn(message: str) -> None:
+    stderr().print(Text.assemble(("warning: ", "yellow"), escape_controls(message)))
+
+
+def print_json(data: object) -> None:
+    """One JSON document on stdout (ensure_ascii off: token text stays readable)."""
+    import json
+
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()

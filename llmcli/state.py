@@ -1,0 +1,3 @@
+"""Process-wide switches set by the root command (`--verbose`)."""
+
+verbose = False
