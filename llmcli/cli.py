@@ -16,7 +16,6 @@ import sys
 import traceback
 from typing import Annotated, Any
 
-import click  # only for its exception types, caught at the boundary
 import typer
 from typer.core import TyperGroup
 
@@ -28,7 +27,7 @@ from llmcli import state
 class BoundaryGroup(TyperGroup):
     """Typer's group with llmcli's error boundary around every command."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LlmcliError as e:
@@ -45,14 +44,14 @@ class BoundaryGroup(TyperGroup):
         state.verbose = False
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as e:
-            command = e.ctx.command_path if e.ctx else "llmcli"
-            render.error(e.format_message(), f"see '{command} --help'")
-            code = 2
-        except click.ClickException as e:
-            render.error(e.format_message())
-            code = e.exit_code
-        except click.Abort:
+        except typer.TyperException as e:
+            # Typer's own click errors: a usage error (exit 2) gets the help hint.
+            message = e.format_message() if hasattr(e, "format_message") else str(e)
+            code = getattr(e, "exit_code", 1)
+            ctx = getattr(e, "ctx", None)
+            hint = f"see '{ctx.command_path if ctx else 'llmcli'} --help'" if code == 2 else None
+            render.error(message, hint)
+        except typer.Abort:
             code = 130
         if not standalone_mode:
             return code

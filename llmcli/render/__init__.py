@@ -53,13 +53,14 @@ def visible_whitespace(text: str) -> str:
 def error(message: str, hint: str | None = None) -> None:
     """One line of error (and one of hint) on stderr."""
     console = stderr()
-    console.print(Text.assemble(("error: ", "bold red"), escape_controls(message)))
+    # soft_wrap: the message stays one line whatever the terminal width.
+    console.print(Text.assemble(("error: ", "bold red"), escape_controls(message)), soft_wrap=True)
     if hint:
-        console.print(Text.assemble(("hint: ", "yellow"), escape_controls(hint)))
+        console.print(Text.assemble(("hint: ", "yellow"), escape_controls(hint)), soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    stderr().print(Text.assemble(("warning: ", "yellow"), escape_controls(message)))
+    stderr().print(Text.assemble(("warning: ", "yellow"), escape_controls(message)), soft_wrap=True)
 
 
 def print_json(data: object) -> None:

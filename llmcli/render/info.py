@@ -49,10 +49,12 @@ def render_info(info: ModelInfo, load_seconds: float) -> None:
         if n or part != "other":
             share = 100 * n / info.parameters if info.parameters else 0
             row(f"  {part.replace('_', ' ')}", f"{n:>13,}  {share:5.1f}%")
-    row("weights in memory", "   ".join(f"{dt} {human_bytes(b)}" for dt, b in info.memory_bytes.items()))
+    for i, (dt, b) in enumerate(info.memory_bytes.items()):
+        row("weights in memory" if i == 0 else "", f"{human_bytes(b):>10}  at {dt}")
     row("loaded as", f"{info.dtype} on {info.device} in {load_seconds:.1f} s")
     row("chat template", "yes" if info.chat_template else "no (a base model: llmcli chats through prompts/)")
-    row("special tokens", "  ".join(f"{t.role}={t.token!r} ({t.id})" for t in info.special_tokens) or "none")
+    for i, t in enumerate(info.special_tokens):
+        row("special tokens" if i == 0 else "", f"{t.role:<4} {t.token}  (id {t.id})")
     origin = info.loaded_from
     if origin.get("alias"):
         row("built-in alias", f"{origin['alias']} (licence: {origin['licence']})")

