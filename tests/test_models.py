@@ -140,3 +140,10 @@ def test_tokenizer_alone_loads_without_converting(cache_dir, tiny_gguf, tiny_mod
     reference = AutoTokenizer.from_pretrained(tiny_model_dir)
     text = "Hello world, the cat sat on the mat."
     assert tokenizer.encode(text) == reference.encode(text)
+
+    # Saved once as a tokenizer-only entry: the next load reads it, no GGUF parsing.
+    saved = models.tokenizer_dir(ref)
+    assert saved is not None and saved.parent.name == "tokenizers"
+    assert models.cached_tokenizer_json(ref) == saved / "tokenizer.json"
+    again, _ = models.load_tokenizer(str(tiny_gguf))
+    assert again.encode(text) == reference.encode(text)

@@ -85,6 +85,8 @@ def remove(name: str | None, everything: bool) -> list[CacheRow]:
     chosen = rows if everything else [r for r in rows if name in (r.name, r.alias)]
     for row in chosen:
         shutil.rmtree(row.path)
+        # The tokenizer-only entry of the same source, if `tokenize` made one.
+        shutil.rmtree(Path(row.path).parent.parent / "tokenizers" / row.name, ignore_errors=True)
     return chosen
 
 

@@ -64,8 +64,14 @@ def warn(message: str) -> None:
 
 
 def print_json(data: object) -> None:
-    """One JSON document on stdout (ensure_ascii off: token text stays readable)."""
+    """One JSON document on stdout, token text readable (ensure_ascii off) but with DEL
+    and the C1 controls escaped too: `json.dumps` escapes only U+0000-U+001F, and U+009B
+    is a one-character CSI to some terminals."""
     import json
 
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    sys.stdout.write(text.translate(_C1_ESCAPES) + "\n")
     sys.stdout.flush()
+
+
+_C1_ESCAPES = {c: f"\\u{c:04x}" for c in [0x7F, *range(0x80, 0xA0)]}
