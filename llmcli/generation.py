@@ -1,0 +1,514 @@
+"""The generation engine: small sampling pieces and one short decode loop.
+
+    generation = generate(model, tokenizer, prompt.ids, SamplingSettings(temperature=0))
+    for event in generation:          # TokenEvent(id, text, logprob, top)
+        print(event.text, end="")
+    generation.stats                  # GenerationStats: counts, timings, finish reason
+
+Sampling is built from pure pieces in the spirit of mlx-lm: logits transforms
+(`apply_temperature`, `top_k_filter`, `top_p_filter`, `min_p_filter`) that return new
+logits with the cut tokens at -inf, composed by `make_sampler`; and logits processors
+(`make_logits_processors`: the repetition penalty) that also see the ids so far.
+`probs` uses the same pieces to show which tokens survive each cut.
+
+Decisions and gotchas:
+- The loop keeps the model's KV cache (a `DynamicCache`) and feeds one token per step.
+  With temperature 0 it picks `argmax` of the processed logits, which gives exactly the
+  tokens `model.generate(do_sample=False)` gives (tests check it on the tiny model and
+  on both embedded models).
+- A token's `logprob` is the log-softmax of the model's raw logits: before temperature,
+  the cuts and the repetition penalty. It is what the model thinks, not the sampler.
+- Text is streamed by incremental detokenization: a window of ids is decoded and only
+  the new suffix is handed out. A token can end in the middle of a UTF-8 character
+  (byte-level BPE splits emoji and CJK across tokens); while the decoded text ends in
+  U+FFFD it is held back until the character is complete. The window starts with the
+  previous chunk so decoders that treat the first token specially (SentencePiece's
+  leading space) see the same context both times.
+- Stop strings are never printed: text that could be the start of a stop string is held
+  back until it is either completed (generation stops there) or ruled out.
+- The generation ends on any end-of-turn id (`end_of_turn_ids`: generation_config's and
+  the tokenizer's EOS, plus known end tokens such as `<|im_end|>` or `<end_of_turn>` the
+  vocabulary has as special tokens). That token is yielded as the last event, with its
+  logprob and an empty text (or whatever text was still held back), and counted in
+  `token_ids` and `generated_tokens`, as `model.generate()` returns it too.
+  The invariant: `generation.text == "".join(event.text for event in events)`.
+- KeyboardInterrupt raised while the model computes ends the iteration normally with
+  finish reason `interrupted`. One raised in the caller's loop body cannot be caught
+  here; closing the generation (or reading `.stats`) then also records `interrupted`.
+- torch is imported inside functions: command modules import this module's dataclasses
+  at import time, and `llmcli --help` must not import torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from llmcli.errors import BadInput, LlmcliError
+
+if TYPE_CHECKING:
+    from torch import Generator as TorchGenerator
+    from torch import Tensor
+
+# Special tokens that end a turn in common chat formats; any that the vocabulary holds
+# as a special token stops generation, even when generation_config does not list it.
+END_TOKENS = (
+    "<|im_end|>",  # ChatML: SmolLM2, Qwen
+    "<|endoftext|>",
+    "<end_of_turn>",  # Gemma
+    "<|eot_id|>",  # Llama 3
+    "<|end_of_text|>",
+    "<|end|>",  # Phi-3
+    "</s>",
+    "<eos>",
+)
+# How many prompt ids the detokenizer decodes in front of the reply, for context.
+_DETOKENIZE_CONTEXT = 4
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.7  # 0 = greedy
+    top_k: int | None = None  # None (or 0) = off
+    top_p: float | None = None  # None (or 1) = off
+    min_p: float | None = None  # None (or 0) = off
+    repetition_penalty: float = 1.0  # 1 = off
+    seed: int | None = None
+    max_new_tokens: int = 512
+    stop: tuple[str, ...] = ()
+
+    def validate(self) -> SamplingSettings:
+        """Raise LlmcliError naming the first value out of range; return self."""
+        checks = [
+            ("temperature", _finite(self.temperature) and self.temperature >= 0, "≥ 0 (0 = greedy)"),
+            ("top_k", self.top_k is None or self.top_k >= 0, "≥ 0 (0 = off)"),
+            ("top_p", self.top_p is None or (_finite(self.top_p) and 0 < self.top_p <= 1), "in (0, 1]"),
+            ("min_p", self.min_p is None or (_finite(self.min_p) and 0 <= self.min_p <= 1), "in [0, 1]"),
+            ("repetition_penalty", _finite(self.repetition_penalty) and self.repetition_penalty > 0, "> 0 (1 = off)"),
+            ("max_new_tokens", self.max_new_tokens >= 1, "≥ 1"),
+            ("stop", all(self.stop), "non-empty strings"),
+        ]
+        for name, ok, valid in checks:
+            if not ok:
+                raise BadInput(
+                    f"{name} must be {valid}; got {getattr(self, name)!r}",
+                    "valid: temperature ≥ 0, top_k ≥ 0, 0 < top_p ≤ 1, 0 ≤ min_p ≤ 1, "
+                    "repetition_penalty > 0, max_new_tokens ≥ 1",
+                )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    id: int
+    text: str  # the printable text this token adds (may be "" while a character or a stop string is pending)
+    logprob: float  # log-softmax of the raw logits at `id`
+    top: tuple[tuple[int, str, float], ...] = ()  # the top-N (id, piece, logprob) when asked
+    end: bool = False  # an end-of-turn token: it stopped the generation and adds no text of its own
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    prompt_tokens: int
+    generated_tokens: int
+    time_to_first_token: float  # seconds from the start to the first sampled token (prefill included)
+    prefill_tokens_per_second: float  # prompt tokens / time of the prefill forward pass
+    decode_tokens_per_second: float  # tokens after the first / time after the first (0 with one token)
+    total_seconds: float
+    peak_memory_bytes: int  # CUDA: peak allocated; CPU: the process's peak resident set
+    finish_reason: str  # "stop" | "length" | "interrupted"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# ---------------------------------------------------------------- sampling pieces
+
+
+def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
+    """Divide by T: below 1 sharpens the distribution, above 1 flattens it. T must be > 0."""
+    return logits / temperature
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    """Keep the k highest logits (and any tied with the k-th)."""
+    if not k or k >= logits.shape[-1]:
+        return logits
+    import torch
+
+    kth = torch.topk(logits, k).values[..., -1:]
+    return logits.masked_fill(logits < kth, -math.inf)
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities add up to at least p."""
+    if p is None or p >= 1:
+        return logits
+    import torch
+
+    sorted_logits, order = torch.sort(logits, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs  # the most likely token always has 0 before it
+    cut = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, mass_before >= p)
+    return logits.masked_fill(cut, -math.inf)
+
+
+def min_p_filter(logits: Tensor, m: float) -> Tensor:
+    """Keep tokens at least m times as likely as the most likely one."""
+    if not m:
+        return logits
+    import torch
+
+    probs = torch.softmax(logits, dim=-1)
+    return logits.masked_fill(probs < m * probs.max(dim=-1, keepdim=True).values, -math.inf)
+
+
+def make_sampler(settings: SamplingSettings, generator: TorchGenerator | None = None) -> Callable[[Tensor], int]:
+    """logits -> the next token id: argmax at temperature 0, else a draw from the filtered softmax."""
+    import torch
+
+    if settings.temperature == 0:
+        return lambda logits: int(torch.argmax(logits))
+
+    def sample(logits: Tensor) -> int:
+        logits = apply_temperature(logits, settings.temperature)  # sharpen or flatten
+        logits = top_k_filter(logits, settings.top_k or 0)  # only the k best
+        logits = top_p_filter(logits, settings.top_p if settings.top_p is not None else 1.0)  # only the nucleus
+        logits = min_p_filter(logits, settings.min_p or 0.0)  # only those close to the best
+        probs = torch.softmax(logits, dim=-1)  # renormalise what survived
+        return int(torch.multinomial(probs, 1, generator=generator))  # draw one
+
+    return sample
+
+
+def make_logits_processors(settings: SamplingSettings) -> list[Callable[[list[int], Tensor], Tensor]]:
+    """Processors that look at the ids so far (prompt and reply): the repetition penalty."""
+    processors = []
+    if settings.repetition_penalty != 1.0:
+        processors.append(repetition_penalty(settings.repetition_penalty))
+    return processors
+
+
+def repetition_penalty(penalty: float) -> Callable[[list[int], Tensor], Tensor]:
+    """CTRL's penalty, as transformers applies it: a seen token's logit is divided by the
+    penalty if positive and multiplied by it if negative (both make it less likely)."""
+    import torch
+
+    def process(token_ids: list[int], logits: Tensor) -> Tensor:
+        seen = torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=logits.device)
+        scores = logits[seen]
+        logits = logits.clone()
+        logits[seen] = torch.where(scores < 0, scores * penalty, scores / penalty)
+        return logits
+
+    return process
+
+
+# ---------------------------------------------------------------- the decode loop
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: Sequence[int],
+    settings: SamplingSettings,
+    *,
+    stop_strings: Sequence[str] = (),
+    top_logprobs: int = 0,
+    context_length: int | None = None,
+) -> Generation:
+    """Start a generation (nothing runs until it is iterated). Raises LlmcliError on bad
+    settings, an empty prompt, or a prompt that does not fit the context window."""
+    settings.validate()
+    if not prompt_ids:
+        raise BadInput("the prompt is empty", "give some text to continue")
+    if context_length is None:
+        from llmcli.models import context_length as config_context_length
+
+        context_length = config_context_length(model.config)
+    if context_length and len(prompt_ids) >= context_length:
+        raise LlmcliError(
+            f"the prompt is {len(prompt_ids):,} tokens but the model's context window holds {context_length:,}"
+            + (" (no room left for a reply)" if len(prompt_ids) == context_length else ""),
+            "shorten the prompt",
+        )
+    room = context_length - len(prompt_ids) if context_length else settings.max_new_tokens
+    return Generation(
+        model,
+        tokenizer,
+        list(prompt_ids),
+        settings,
+        stop_strings=tuple(dict.fromkeys((*settings.stop, *stop_strings))),
+        top_logprobs=top_logprobs,
+        max_new_tokens=min(settings.max_new_tokens, room),
+    )
+
+
+class Generation:
+    """An iterable of TokenEvents; afterwards `.text`, `.token_ids` and `.stats`."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompt_ids: list[int],
+        settings: SamplingSettings,
+        *,
+        stop_strings: tuple[str, ...],
+        top_logprobs: int,
+        max_new_tokens: int,
+    ):
+        import torch
+        from transformers import DynamicCache
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt_ids = prompt_ids
+        self.settings = settings
+        self.top_logprobs = top_logprobs
+        self.max_new_tokens = max_new_tokens
+        self.end_ids = end_of_turn_ids(model, tokenizer)
+        self.text = ""
+        self.token_ids: list[int] = []
+        self._stream = TextStream(tokenizer, prompt_ids[-_DETOKENIZE_CONTEXT:], stop_strings)
+        self._generator = torch.Generator()  # sampling runs on the CPU: same seed, same draws on any device
+        if settings.seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(settings.seed)
+        self._sample = make_sampler(settings, self._generator)
+        self._processors = make_logits_processors(settings)
+        self._cache = DynamicCache(config=model.config)
+        self._keep_last = _accepts(model, "logits_to_keep")  # skip the LM head for all but the last position
+        self._stats: GenerationStats | None = None
+        self._events = self._run()
+
+    def __iter__(self) -> Iterator[TokenEvent]:
+        return self._events
+
+    def run(self) -> Generation:
+        """Generate to the end without looking at the events; return self."""
+        for _ in self._events:
+            pass
+        return self
+
+    @property
+    def stats(self) -> GenerationStats:
+        if self._stats is None:
+            self._events.close()  # stopped early by the caller: records "interrupted"
+        if self._stats is None:
+            raise RuntimeError("the generation has not started: iterate over it first")
+        return self._stats
+
+    def _run(self) -> Iterator[TokenEvent]:
+        import torch
+
+        start = time.perf_counter()
+        first_token_at = prefill_seconds = None
+        finish = None
+        try:
+            logits = self._forward(self.prompt_ids)  # prefill: the whole prompt in one pass
+            prefill_seconds = time.perf_counter() - start
+            for step in range(self.max_new_tokens):
+                logprobs = torch.log_softmax(logits, dim=-1)  # what the model thinks
+                scores = logits
+                for process in self._processors:  # repetition penalty
+                    scores = process(self.prompt_ids + self.token_ids, scores)
+                token = self._sample(scores)  # greedy or a draw
+                self.token_ids.append(token)
+                first_token_at = first_token_at or time.perf_counter()
+                end = token in self.end_ids
+                last = end or step == self.max_new_tokens - 1
+                text, stopped = self._stream.flush() if end else self._stream.push(token, final=last)
+                self.text += text
+                if end or stopped:
+                    finish = "stop"
+                elif last:
+                    finish = "length"
+                yield TokenEvent(token, text, float(logprobs[token]), self._top(logprobs), end)
+                if finish:
+                    break
+                logits = self._forward([token])  # one new token through the cached model
+        except KeyboardInterrupt:
+            finish = "interrupted"
+        finally:
+            self._finish(finish or "interrupted", start, prefill_seconds, first_token_at)
+
+    def _forward(self, ids: list[int]) -> Tensor:
+        """Logits for the next token after `ids`, extending the KV cache."""
+        import torch
+
+        extra = {"logits_to_keep": 1} if self._keep_last else {}
+        with torch.inference_mode():
+            input_ids = torch.tensor([ids], dtype=torch.long, device=self.model.device)
+            out = self.model(input_ids=input_ids, past_key_values=self._cache, use_cache=True, **extra)
+        return out.logits[0, -1].float().cpu()
+
+    def _top(self, logprobs: Tensor) -> tuple[tuple[int, str, float], ...]:
+        if not self.top_logprobs:
+            return ()
+        import torch
+
+        values, ids = torch.topk(logprobs, min(self.top_logprobs, logprobs.shape[-1]))
+        return tuple(
+            (i, self.tokenizer.decode([i], skip_special_tokens=False), v)
+            for i, v in zip(ids.tolist(), values.tolist())
+        )
+
+    def _finish(self, reason: str, start: float, prefill_seconds: float | None, first_token_at: float | None) -> None:
+        now = time.perf_counter()
+        n = len(self.token_ids)
+        after_first = now - first_token_at if first_token_at else 0.0
+        self._stats = GenerationStats(
+            prompt_tokens=len(self.prompt_ids),
+            generated_tokens=n,
+            time_to_first_token=(first_token_at - start) if first_token_at else 0.0,
+            prefill_tokens_per_second=len(self.prompt_ids) / prefill_seconds if prefill_seconds else 0.0,
+            decode_tokens_per_second=(n - 1) / after_first if n > 1 and after_first > 0 else 0.0,
+            total_seconds=now - start,
+            peak_memory_bytes=peak_memory_bytes(self.model.device),
+            finish_reason=reason,
+        )
+
+
+def _accepts(model: Any, parameter: str) -> bool:
+    import inspect
+
+    try:
+        return parameter in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- text and tokens
+
+
+class TextStream:
+    """Turns a growing list of token ids into text that is safe to print now.
+
+    `push(id)` returns the new text and whether a stop string was completed. Text is
+    held back while it ends in U+FFFD (a character whose bytes have not all arrived) or
+    with what could be the beginning of a stop string; `final=True` (or `flush()`)
+    hands out everything that is left, unless a stop string ends it first.
+    """
+
+    def __init__(self, tokenizer: Any, context_ids: Sequence[int] = (), stop_strings: Sequence[str] = ()):
+        self.tokenizer = tokenizer
+        self.stop_strings = tuple(s for s in stop_strings if s)
+        self.ids = list(context_ids)
+        self.prefix = 0  # the decode window starts here ...
+        self.read = len(self.ids)  # ... and the text of ids[prefix:read] is already in `decoded`
+        self.prefix_text = self._decode(self.ids)
+        self.decoded = ""  # the reply's text, complete characters only
+        self.emitted = 0  # how much of `decoded` has been handed out
+
+    def push(self, token: int, *, final: bool = False) -> tuple[str, bool]:
+        self.ids.append(token)
+        self._advance(final)
+        return self._release(final)
+
+    def flush(self) -> tuple[str, bool]:
+        """Everything still held back (the generation ended without a new text token)."""
+        self._advance(final=True)
+        return self._release(final=True)
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _advance(self, final: bool) -> None:
+        text = self._decode(self.ids[self.prefix :])
+        if len(text) > len(self.prefix_text) and (final or not text.endswith("\ufffd")):
+            self.decoded += text[len(self.prefix_text) :]
+            self.prefix, self.read = self.read, len(self.ids)
+            self.prefix_text = self._decode(self.ids[self.prefix : self.read])
+
+    def _release(self, final: bool) -> tuple[str, bool]:
+        # A stop string can only start in the part not yet handed out (that part was held).
+        hits = [i for s in self.stop_strings if (i := self.decoded.find(s, self.emitted)) >= 0]
+        if hits:
+            end, stopped = min(hits), True
+        else:
+            end, stopped = len(self.decoded) - (0 if final else self._pending_stop()), False
+        text = self.decoded[self.emitted : end]
+        self.emitted = end
+        return text, stopped
+
+    def _pending_stop(self) -> int:
+        """Length of the longest tail of the text that could be the start of a stop string."""
+        room = len(self.decoded) - self.emitted
+        return max(
+            (k for s in self.stop_strings for k in range(min(len(s) - 1, room), 0, -1) if self.decoded.endswith(s[:k])),
+            default=0,
+        )
+
+
+def end_of_turn_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Ids that end a generation: generation_config's EOS ids, the tokenizer's EOS, and
+    the known end-of-turn tokens the vocabulary holds as special tokens."""
+    ids: set[int] = set()
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids.update(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(tokenizer.eos_token_id)
+    special = {t.content: i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
+    ids.update(special[name] for name in END_TOKENS if name in special)
+    return frozenset(ids)
+
+
+def token_bytes(tokenizer: Any, token_id: int) -> bytes:
+    """The raw bytes a token stands for (a partial UTF-8 character for split emoji/CJK)."""
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    if token_id in getattr(tokenizer, "added_tokens_decoder", {}):
+        return piece.encode()
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
+        return bytes([int(piece[3:5], 16)])
+    if _is_byte_level(tokenizer):
+        table = _byte_decoder()
+        if all(c in table for c in piece):
+            return bytes(table[c] for c in piece)
+    return piece.replace("\u2581", " ").encode()  # SentencePiece marks spaces with ▁
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and "ByteLevel" in type(backend.decoder).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's map from the printable stand-in characters back to bytes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = list(printable), 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars)}
+
+
+def peak_memory_bytes(device: Any) -> int:
+    """Peak memory of this process: CUDA's peak allocation, else the peak resident set."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+    except ImportError:  # Windows
+        return 0
