@@ -101,7 +101,7 @@ def root(
 
 # Each module's `register(app)` adds its command(s); none imports torch at module level.
 # Listed in the order `--help` shows them.
-COMMAND_MODULES = ("generate", "info", "catalog")
+COMMAND_MODULES = ("generate", "info", "catalog", "tokenize")
 
 
 def _register_commands() -> None:
