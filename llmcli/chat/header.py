@@ -1,0 +1,48 @@
+"""The few lines an interactive chat opens with: what is loaded, and how to get help."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from llmcli import render
+
+if TYPE_CHECKING:
+    from llmcli.chat.loop import ChatLoop
+
+
+def header_lines(loop: ChatLoop) -> list[Text]:
+    from llmcli.models import ALIASES
+    from llmcli.prompting import BASE_CHAT_TEMPLATE, has_chat_template
+    from llmcli.render.info import human_count
+
+    loaded = loop.loaded
+    ref = loaded.ref
+    title = ALIASES[ref.alias].title if ref.alias in ALIASES else str(ref.path or ref.name)
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    window = loop.context_length
+    facts = [
+        f"{human_count(parameters)} parameters",
+        f"{loaded.dtype} on {loaded.device}",
+        f"context window {window:,} tokens" if window else "context window unknown",
+    ]
+    first = Text.assemble((render.escape_controls(loaded.label), "bold cyan"), "  ", (render.escape_controls(title), "bold"))
+    lines = [first, Text(" · ".join(facts), style="dim")]
+    if not has_chat_template(loaded.tokenizer):
+        lines.append(Text(f"a base model (no chat template): chatting through prompts/{BASE_CHAT_TEMPLATE}.txt", style="yellow"))
+    if loop.session.system:
+        lines.append(Text.assemble(("system: ", "dim"), (_clip(render.escape_controls(loop.session.system)), "dim italic")))
+    lines.append(Text("/help for commands · Alt-Enter for a new line · Ctrl-C stops a reply · Ctrl-D quits", style="dim"))
+    return lines
+
+
+def print_header(loop: ChatLoop) -> None:
+    for line in header_lines(loop):
+        loop.out.print(line)
+    loop.out.print()
+
+
+def _clip(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,132 @@
+"""`llmcli chat`: talk to a model in the terminal.
+
+Options -> load -> session -> `ChatLoop` with the right reader and consoles:
+- stdin a terminal (and stdout too): prompt-toolkit reader, header, Markdown replies;
+- otherwise each input line is one message and replies are plain text on stdout, with
+  the stats lines on stderr, so `printf 'hi\\nbye\\n' | llmcli chat` works in scripts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llmcli import options
+
+SAMPLING = "Sampling"
+PROMPT = "System prompt"
+
+
+def chat(
+    ctx: typer.Context,
+    model: options.Model = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="A system prompt.", rich_help_panel=PROMPT, show_default=False)] = None,
+    system_file: Annotated[
+        Optional[Path], typer.Option("--system-file", help="Read the system prompt from a file.", rich_help_panel=PROMPT, show_default=False)
+    ] = None,
+    prompt_name: Annotated[
+        Optional[str], typer.Option("--prompt", help="A system prompt from prompts/ by name (e.g. engineer).", rich_help_panel=PROMPT, show_default=False)
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Stop each reply after this many tokens.", rich_help_panel=SAMPLING)] = 512,
+    temperature: Annotated[
+        float, typer.Option("--temperature", "-t", help="0 = greedy (deterministic); higher = more varied.", rich_help_panel=SAMPLING)
+    ] = 0.7,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample from the k most likely tokens only.", rich_help_panel=SAMPLING, show_default=False)] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option("--top-p", help="Sample from the smallest set of tokens holding this much probability.", rich_help_panel=SAMPLING, show_default=False)
+    ] = None,
+    min_p: Annotated[
+        Optional[float], typer.Option("--min-p", help="Drop tokens less likely than this times the most likely one.", rich_help_panel=SAMPLING, show_default=False)
+    ] = None,
+    repetition_penalty: Annotated[
+        float, typer.Option("--repetition-penalty", help="Above 1 makes tokens already seen less likely.", rich_help_panel=SAMPLING)
+    ] = 1.0,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Make sampling reproducible.", rich_help_panel=SAMPLING, show_default=False)] = None,
+    stop: Annotated[
+        Optional[list[str]], typer.Option("--stop", metavar="TEXT", help="End a reply before this text (repeatable); it is not printed.", rich_help_panel=SAMPLING, show_default=False)
+    ] = None,
+    load: Annotated[
+        Optional[Path], typer.Option("--load", help="Continue a chat saved with /save.", show_default=False)
+    ] = None,
+    dtype: options.DTypeOpt = options.DType.auto,
+    device: options.DeviceOpt = options.Device.auto,
+    trust_remote_code: options.TrustRemoteCode = False,
+    quantize: options.QuantizeOpt = options.Quantize.none,
+    compile: options.CompileOpt = False,
+) -> None:
+    """Chat with a model: streamed Markdown replies, slash commands (/help), stats after each reply."""
+    from llmcli.chat.session import ChatSession
+    from llmcli.commands.generate import read_system
+    from llmcli.generation import SamplingSettings
+
+    sampling = dict(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        stop=tuple(stop or ()),
+    )
+    SamplingSettings(**sampling).validate()  # a bad flag fails before the model loads
+    system_text = read_system(system, system_file, prompt_name)
+    system_text = (system_text.strip() or None) if system_text is not None else None
+
+    if load is not None:
+        session = ChatSession.load(load)
+        # The file's settings, except the ones given on this command line.
+        given = {k: v for k, v in sampling.items() if _given(ctx, k)}
+        if given:
+            session.settings = _replace(session.settings, given)
+        if system_text is not None:
+            session.system = system_text
+    else:
+        session = ChatSession(system=system_text, settings=SamplingSettings(**sampling))
+
+    from llmcli.models import load_model
+
+    loaded = load_model(model, dtype, device, trust_remote_code, quantize=quantize, compile=compile)
+    session.model = loaded.label
+    run_chat(loaded, session, replay=load is not None)
+
+
+def run_chat(loaded, session, *, replay: bool = False) -> None:
+    """Pick the reader and consoles for this terminal (or pipe) and run the loop."""
+    from llmcli import render
+    from llmcli.chat import commands
+    from llmcli.chat.header import print_header
+    from llmcli.chat.loop import ChatLoop
+    from llmcli.chat.reader import keys_not_echoed, lines_reader, terminal_reader
+
+    out = render.stdout()
+    if sys.stdin.isatty() and out.is_terminal:
+        loop = ChatLoop(loaded, session, terminal_reader(commands.completions()), out, while_replying=keys_not_echoed)
+        print_header(loop)
+        if replay:
+            commands.replay(loop)
+    else:  # a script: one message per line, the replies as plain text, the talk on stderr
+        loop = ChatLoop(
+            loaded, session, lines_reader(sys.stdin), out, status=render.stderr(), markdown=False, exit_on_ctrl_c=True
+        )
+    loop.run()
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _replace(settings, changes: dict):
+    from dataclasses import replace
+
+    new = replace(settings, **changes)
+    new.validate()
+    return new
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(chat)
