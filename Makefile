@@ -46,5 +46,17 @@ test-unit: setup
 test-integration: setup
 	$(BIN)/python -m pytest -m integration
 
+# Speed and memory measurements; each script prints a table and writes JSON to
+# benchmarks/results/. The llama.cpp comparison needs the optional `bench` extra (it
+# compiles llama.cpp, ~5 min); without it that script prints how to install it and skips.
+# BENCH_ARGS is passed to the decode scripts, e.g. `make bench BENCH_ARGS="--threads 1"`.
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python benchmarks/bench_decode.py -m smollm2 -m gemma3-270m $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_quantize.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_llamacpp.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_process.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -96,6 +97,8 @@ class LoadedModel:
     load_seconds: float
     dtype: str
     device: str
+    quantize: str = "none"  # "int8" / "int4": the Linear weights were quantized (llmcli.quantize)
+    compiled: bool = False  # the forward pass goes through torch.compile
 
     @property
     def label(self) -> str:
@@ -422,8 +425,14 @@ def load_model(
     dtype: str = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,
+    *,
+    quantize: str = "none",
+    compile: bool = False,
 ) -> LoadedModel:
+    """Load a model and its tokenizer. `quantize` ("int8", "int4") and `compile` are the
+    opt-in speed-ups of `llmcli.quantize` and `torch.compile`; the default is the exact model."""
     start = time.perf_counter()
+    quantize = str(getattr(quantize, "value", quantize))
     ref = resolve(name)
     path, converted = model_dir(ref)
     torch_device, device_map = _pick_device(str(getattr(device, "value", device)))
@@ -441,6 +450,12 @@ def load_model(
             trust_remote_code=trust_remote_code,
         )
     model.eval()
+    if quantize != "none":
+        from llmcli.quantize import quantize_model
+
+        quantize_model(model, quantize)
+    if compile:
+        _compile(model, ref.alias or ref.name)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -450,7 +465,47 @@ def load_model(
         load_seconds=time.perf_counter() - start,
         dtype=str(torch_dtype).removeprefix("torch."),
         device=str(model.device),
+        quantize=quantize,
+        compiled=compile,
     )
+
+
+def _compile(model, label: str) -> None:
+    """Compile the forward pass of decode steps (one new token); a prompt's single pass
+    stays eager (compiling it too meant a second graph for one pass per reply). Compiling
+    takes about a minute on a small CPU (less with a warm inductor cache), so it happens
+    here, on a throwaway decode, rather than in the middle of the first reply."""
+    import functools
+
+    import torch
+
+    eager = model.forward
+    compiled = torch.compile(eager, dynamic=True)
+
+    @functools.wraps(eager)
+    def forward(*args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        return compiled(*args, **kwargs) if ids is not None and ids.shape[-1] == 1 else eager(*args, **kwargs)
+
+    model.forward = forward
+    from llmcli.progress import compile_progress
+
+    with compile_progress(label), torch.inference_mode():
+        _warm_up(model)
+
+
+def _warm_up(model) -> None:
+    """Two decode steps the way the engine calls the model (generation.Generation._forward),
+    so its guards match and the real decode reuses the graph."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    ids = torch.zeros((1, 4), dtype=torch.long, device=model.device)  # not 1 token: 0 and 1 are specialised sizes
+    for _ in range(3):
+        model(input_ids=ids, past_key_values=cache, use_cache=True, **extra)
+        ids = ids[:, :1]
 
 
 def _load_hf(loader, path: Path, ref: ModelRef, **kwargs):

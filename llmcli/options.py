@@ -45,6 +45,28 @@ DTypeOpt = Annotated[
 DeviceOpt = Annotated[
     Device, typer.Option("--device", help="Where the weights live; auto picks a GPU when there is one.", rich_help_panel=LOADING)
 ]
+class Quantize(str, Enum):
+    none = "none"
+    int8 = "int8"
+    int4 = "int4"
+
+
+QuantizeOpt = Annotated[
+    Quantize,
+    typer.Option(
+        "--quantize",
+        help="Quantize the Linear weights (CPU): faster decoding, probabilities a little off float32's.",
+        rich_help_panel=LOADING,
+    ),
+]
+CompileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the forward pass: faster decoding after tens of seconds of compiling.",
+        rich_help_panel=LOADING,
+    ),
+]
 TrustRemoteCode = Annotated[
     bool,
     typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING),

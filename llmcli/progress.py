@@ -1,4 +1,4 @@
-"""The one progress bar a GGUF conversion shows on stderr.
+"""The progress a GGUF conversion (a bar) and `--compile` (a spinner) show on stderr.
 
 transformers dequantizes GGUF tensors in a loop wrapped in its own tqdm bar
 (`modeling_gguf_pytorch_utils.tqdm`). We swap that name for a wrapper that advances a
@@ -49,3 +49,16 @@ def conversion_progress(label: str) -> Iterator[None]:
     finally:
         gguf_utils.tqdm = original
     render.stderr().print(render.literal(f"Converted {label} once; later loads read the cache.", style="dim"))
+
+
+@contextlib.contextmanager
+def compile_progress(label: str) -> Iterator[None]:
+    """A spinner with elapsed time while torch.compile works, then one dim line."""
+    import time
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=render.stderr(), transient=True)
+    progress.add_task(f"Compiling {label} for faster decoding (about a minute; --compile)", total=None)
+    start = time.perf_counter()
+    with progress:
+        yield
+    render.stderr().print(render.literal(f"Compiled {label} in {time.perf_counter() - start:.0f} s.", style="dim"))

@@ -36,6 +36,19 @@ def isolated_environment(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The tiny models compute fastest on one thread (threading overhead dominates their
+    small matrices), and far more so on a busy machine. Processes the tests start, and
+    the benchmarks, keep torch's default."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer random Llama with a real BPE tokenizer and a ChatML chat template."""

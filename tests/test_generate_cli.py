@@ -21,15 +21,6 @@ from llmcli.generation import token_bytes
 from llmcli.prompting import PROMPTS_DIR
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny model computes fastest on one thread, and by far so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -270,3 +261,15 @@ def test_prompt_over_the_context_window_says_the_counts(cli, tiny_model_dir, tin
     result = cli("generate", "-m", tiny_model_dir, "--raw", text)
     assert result.exit_code == 1 and result.stdout == ""
     assert f"{n:,}" in result.stderr and f"{window:,}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stop_understands_backslash_n_as_typed_in_a_shell(cli, tiny_model_dir):
+    from llmcli.commands.generate import unescape
+
+    assert unescape(r"\n") == "\n" and unescape(r"a\tb\\n") == "a\tb\\n" and unescape("é") == "é"
+    free = run_json(cli, "-m", tiny_model_dir, "--raw", "-t", "0", "-n", "40", "Once upon a time")["text"]
+    assert free[3:5], "the greedy text is long enough"
+    stop = free[3:5]
+    typed = stop.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    data = run_json(cli, "-m", tiny_model_dir, "--raw", "-t", "0", "-n", "40", "--stop", typed, "Once upon a time")
+    assert data["text"] == free[: free.index(stop)]

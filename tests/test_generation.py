@@ -47,15 +47,6 @@ TRICKY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny model computes fastest on one thread, and by far so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()

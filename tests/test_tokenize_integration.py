@@ -40,7 +40,7 @@ def gguf_tokenizer(alias: str):
 @pytest.fixture(params=ALIASES)
 def alias(request, real_cache):
     """An embedded model, converted once so its cache entry (and tokenizer.json) exists."""
-    from llmcli.commands.tokenize import cached_tokenizer_json
+    from llmcli.models import cached_tokenizer_json
 
     if not models.alias_installed(request.param):
         pytest.skip(f"{request.param} is not installed")

@@ -1,0 +1,191 @@
+"""Decode speed: llmcli against llama.cpp (through llama-cpp-python) on the same GGUF file.
+
+    .venv/bin/python benchmarks/bench_llamacpp.py                      # smollm2; float32, int8, int4
+    .venv/bin/python benchmarks/bench_llamacpp.py -m gemma3-270m --threads 1
+
+llama.cpp reads the GGUF file llmcli converted its cache entry from, and both get the same
+prompt ids (from llmcli's tokenizer, which gives llama.cpp's ids on these files) and greedy
+decoding, with the same number of threads (for llama.cpp both `n_threads` and
+`n_threads_batch`: left at its default, a prompt on a busy machine took seconds). Runs
+alternate in one process, the order rotated each run, after one warm-up each. Reported:
+median decode tokens/s, time to first token, llmcli's ratio to llama.cpp, how many greedy
+tokens agree with llama.cpp's (its Q8 activations round differently), and llama.cpp's
+load time.
+
+llama-cpp-python is an optional, bench-only dependency; without it this script says how
+to install it and exits 0 (skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from _common import base_results, header, load_average, table, write_results
+from bench_decode import DEFAULT_PROMPT
+
+INSTALL = """llama-cpp-python is not installed: skipping the llama.cpp comparison.
+Install it into this venv (it compiles llama.cpp, about 5 minutes on 2 cores):
+  CMAKE_ARGS="-DGGML_NATIVE=ON" \\
+  CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \\
+  .venv/bin/pip install -e '.[bench]'
+(The AMX flags: a native build crashed in llama.cpp's AMX path on a CPU without AMX.)"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--model", action="append", help="built-in alias or .gguf path (repeatable; default smollm2)")
+    parser.add_argument("--modes", default="none,int8,int4", help="llmcli's --quantize values to compare (default none,int8,int4)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="threads for both (default: torch's choice)")
+    args = parser.parse_args()
+    try:
+        import llama_cpp
+    except ImportError:
+        print(INSTALL, file=sys.stderr)
+        return
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = base_results(
+        "llamacpp",
+        torch=torch.__version__,
+        llama_cpp_python=llama_cpp.__version__,
+        threads=torch.get_num_threads(),
+        prompt=args.prompt,
+        new_tokens=args.new_tokens,
+        runs=args.runs,
+        models=[],
+    )
+    for name in args.model or ["smollm2"]:
+        results["models"].append(bench_model(name, args.modes.split(","), args))
+    results["load_average_after"] = load_average()
+    print_report(results)
+    write_results("llamacpp", results)
+
+
+def bench_model(name: str, modes: list[str], args) -> dict:
+    import torch
+    from llama_cpp import Llama
+
+    from llmcli.generation import SamplingSettings, generate
+    from llmcli.models import load_model, resolve
+    from llmcli.prompting import build_raw_prompt
+
+    ref = resolve(name)
+    if ref.kind not in ("alias", "gguf"):
+        raise SystemExit(f"{name}: llama.cpp needs a GGUF file (a built-in alias or a .gguf path)")
+    variants = {mode: load_model(name, quantize=mode) for mode in modes}
+    first = next(iter(variants.values()))
+    ids = build_raw_prompt(first.tokenizer, args.prompt).ids
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    llm = Llama(
+        model_path=str(ref.path),
+        n_ctx=len(ids) + args.new_tokens + 16,
+        n_batch=512,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+    llama_load = time.perf_counter() - start
+    eos = {llm.token_eos()} | set(first.model.generation_config.eos_token_id if isinstance(first.model.generation_config.eos_token_id, list) else [first.model.generation_config.eos_token_id])
+    settings = SamplingSettings(temperature=0, max_new_tokens=args.new_tokens)
+
+    def llama() -> dict:
+        llm.reset()
+        start, times, tokens = time.perf_counter(), [], []
+        for token in llm.generate(ids, temp=0.0, top_k=1, reset=True):
+            times.append(time.perf_counter())
+            tokens.append(token)
+            if token in eos or len(tokens) >= args.new_tokens:
+                break
+        return {"tokens": tokens, "ttft": times[0] - start, "decode_tps": _tps(times)}
+
+    def engine(loaded):
+        def run() -> dict:
+            g = generate(loaded.model, loaded.tokenizer, ids, settings).run()
+            return {"tokens": g.token_ids, "ttft": g.stats.time_to_first_token, "decode_tps": g.stats.decode_tokens_per_second}
+
+        return run
+
+    sides = {"llama.cpp": llama, **{_label(mode): engine(loaded) for mode, loaded in variants.items()}}
+    for run in sides.values():
+        run()
+    samples: dict[str, list[dict]] = {side: [] for side in sides}
+    names = list(sides)
+    for i in range(args.runs):
+        for side in names[i % len(names) :] + names[: i % len(names)]:
+            samples[side].append(sides[side]())
+            print(f"{first.label} run {i + 1}/{args.runs} {side}: {samples[side][-1]['decode_tps']:.1f} tok/s", file=sys.stderr)
+
+    llama_tps = statistics.median(x["decode_tps"] for x in samples["llama.cpp"])
+    reference = samples["llama.cpp"][0]["tokens"]
+    summary = {}
+    for side, s in samples.items():
+        tps = statistics.median(x["decode_tps"] for x in s)
+        summary[side] = {
+            "decode_tokens_per_second": tps,
+            "decode_tokens_per_second_best": max(x["decode_tps"] for x in s),
+            "decode_tokens_per_second_all": [round(x["decode_tps"], 2) for x in s],
+            "time_to_first_token_s": statistics.median(x["ttft"] for x in s),
+            "ratio_to_llama_cpp": tps / llama_tps,
+            "same_greedy_tokens_as_llama_cpp": _common_prefix(s[0]["tokens"], reference),
+            "generated_tokens": len(s[0]["tokens"]),
+        }
+    return {
+        "model": first.label,
+        "gguf": str(ref.path),
+        "prompt_tokens": len(ids),
+        "llama_cpp_load_seconds": llama_load,
+        "results": summary,
+    }
+
+
+def _label(mode: str) -> str:
+    return "llmcli" if mode == "none" else f"llmcli --quantize {mode}"
+
+
+def _tps(times: list[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def print_report(results: dict) -> None:
+    print(header("llama.cpp benchmark", f"{results['threads']} threads · llama-cpp-python {results['llama_cpp_python']}"))
+    print(f"{results['new_tokens']} new tokens, greedy, median of {results['runs']} alternating runs\n")
+    for m in results["models"]:
+        rows = [{"side": side, **r} for side, r in m["results"].items()]
+        print(
+            table(
+                rows,
+                [
+                    ("side", m["model"], "s"),
+                    ("decode_tokens_per_second", "decode tok/s", ".1f"),
+                    ("decode_tokens_per_second_best", "best run", ".1f"),
+                    ("time_to_first_token_s", "first token s", ".3f"),
+                    ("ratio_to_llama_cpp", "÷ llama.cpp", ".2f"),
+                    ("same_greedy_tokens_as_llama_cpp", "same tokens", "d"),
+                ],
+            )
+        )
+        print(f"llama.cpp loads {m['gguf'].rsplit('/', 1)[-1]} in {m['llama_cpp_load_seconds']:.2f} s; {m['prompt_tokens']} prompt tokens\n")
+    print(f"load average after: {results['load_average_after']}")
+
+
+if __name__ == "__main__":
+    main()
