@@ -1,0 +1,506 @@
+"""`compare` on the terminal: generations in columns, next-token tables side by side, agreement.
+
+Layout choices:
+- One column per model, of equal width, separated by `│` (at 80 columns: two of 37 cells,
+  three of 24). Each has a header (its letter, the model, then role · how the prompt was
+  built · prompt tokens), the generated text, and a stats line. Text wraps at spaces and a
+  word longer than the column folds onto the next line: nothing is cut.
+- While the models generate, on a terminal, a transient Rich `Live` shows the columns,
+  each cropped to its last lines (`↑ N more lines` above them), so the live view always
+  fits the screen: a `Live` taller than the terminal smears. When every model is done the
+  live view is erased and the full columns are printed once, for good.
+- Piped (`render.plain()`), the columns become sections one after another, each headed
+  `== A: model · role · mode · N prompt tokens`, its text written as it comes (exact, as
+  `generate` writes it); the stats lines go to stderr.
+- The next-token tables share one rank column, then token and probability (and a bar,
+  when there is room) for each side. A token whose text is also in another side's table is
+  green; the agreement figures follow, one block per pair of sides.
+- Model and tokenizer text is literal everywhere (`render.literal`, `render.probs.token_text`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from llmcli import render
+from llmcli.inspect.comparison import Agreement
+from llmcli.inspect.next_token import NextTokenTable
+from llmcli.render.probs import bar, percent, quoted, token_text
+
+SIDE_COLOURS = ("cyan", "yellow", "green", "blue", "red", "magenta")
+MODE_TEXT = {"raw": "raw text", "chat": "chat template", "template": "plain-text chat template"}
+SHARED_STYLE = "bold green"
+SPECIAL_STYLE = "magenta"
+
+
+@dataclass(frozen=True)
+class Header:
+    """Who a column is: its letter, model, role and the prompt that model receives."""
+
+    letter: str
+    model: str
+    role: str  # "base" | "instruct"
+    mode: str  # "raw" | "chat" | "template"
+    prompt_tokens: int
+    prompt: tuple[tuple[str, bool], ...]  # (text, special) segments
+
+    def prompt_parts(self) -> list[str]:
+        n = self.prompt_tokens
+        return [MODE_TEXT.get(self.mode, self.mode), f"{n:,} prompt token{'s' if n != 1 else ''}"]
+
+    @property
+    def description(self) -> str:
+        return " · ".join([self.role, *self.prompt_parts()])
+
+
+def badge(letter: str, plain: bool = False) -> Text:
+    if plain:
+        return Text(letter)
+    colour = SIDE_COLOURS[(ord(letter) - ord("A")) % len(SIDE_COLOURS)]
+    return Text(f" {letter} ", style=f"bold black on {colour}")
+
+
+def prompt_text(segments: Sequence[tuple[str, bool]]) -> Text:
+    """The rendered prompt: text dim, special tokens in magenta, each newline marked `↵` and
+    spaces at the end of a line `·` (small models are sensitive to stray whitespace)."""
+    out = Text()
+    for text, special in segments:
+        escaped = render.escape_controls(text)
+        if special:
+            out.append(escaped, style=SPECIAL_STYLE)
+            continue
+        for i, line in enumerate(escaped.split("\n")):
+            if i:
+                out.append("↵", style="cyan")
+                out.append("\n")
+            body = line.rstrip(" ")
+            out.append(body, style="dim")
+            out.append("·" * (len(line) - len(body)), style="cyan")
+    if out.plain.endswith("\n"):
+        out.right_crop(1)  # the reply starts on that line; no empty line after the last ↵
+    return out
+
+
+def stats_text(stats: Any, width: int = 80) -> Text:
+    """A column's stats: tokens and why it stopped, speed, time; packed into lines of `width`."""
+    n = stats.generated_tokens
+    reason = {"stop": "stopped", "length": "hit the limit", "interrupted": "interrupted"}.get(stats.finish_reason, stats.finish_reason)
+    parts = [f"{n:,} token{'s' if n != 1 else ''}, {reason}"]
+    if n > 1:  # decoding speed needs a second token
+        parts.append(f"{stats.decode_tokens_per_second:.1f} tok/s")
+    parts += [f"first token {stats.time_to_first_token:.2f} s", f"total {stats.total_seconds:.1f} s"]
+    return Text(pack(parts, width), style="dim")
+
+
+def pack_texts(items: Sequence[Text], width: int, separator: str = "  ") -> Text:
+    """Like `pack`, for styled items: an item is never split across lines."""
+    out = Text()
+    used = 0
+    for item in items:
+        if used and used + len(separator) + item.cell_len > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append(separator)
+            used += len(separator)
+        out.append_text(item)
+        used += item.cell_len
+    return out
+
+
+def pack(parts: Sequence[str], width: int, separator: str = " · ") -> str:
+    """Parts joined by `separator`, a new line wherever the next part would not fit (never a
+    line that starts with the separator)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(separator) + len(part) <= width:
+            lines[-1] += separator + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
+def settings_line(settings: Any) -> Text:
+    """What every model sampled with, for the footer."""
+    if settings.temperature == 0:
+        parts = ["greedy (T=0)"]
+    else:
+        parts = [f"T={settings.temperature:g}"]
+        if settings.top_k:
+            parts.append(f"top-k {settings.top_k}")
+        if settings.top_p is not None and settings.top_p < 1:
+            parts.append(f"top-p {settings.top_p:g}")
+        if settings.min_p:
+            parts.append(f"min-p {settings.min_p:g}")
+        if settings.seed is not None:
+            parts.append(f"seed {settings.seed}")
+    if settings.repetition_penalty != 1:
+        parts.append(f"repetition penalty {settings.repetition_penalty:g}")
+    parts.append(f"up to {settings.max_new_tokens:,} new tokens")
+    return Text("The same for every model: " + " · ".join(parts), style="dim")
+
+
+# ---------------------------------------------------------------- the generations, while they run
+
+
+@dataclass
+class Column:
+    """One side's state while the comparison runs."""
+
+    letter: str
+    model: str  # as typed, until the header replaces it
+    status: str = "waiting"  # waiting | loading | running | done | skipped
+    header: Header | None = None
+    text: str = ""
+    stats: Any = None
+
+
+class Display:
+    """What the command calls as the models run; this base class only keeps the state (used for --json)."""
+
+    def __init__(self, columns: list[Column], *, show_prompt: bool = False, settings: Any = None):
+        self.columns = columns
+        self.show_prompt = show_prompt
+        self.settings = settings
+
+    def __enter__(self) -> Display:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for column in self.columns:
+            if column.status in ("waiting", "loading"):
+                column.status = "skipped"
+
+    def loading(self, index: int) -> None:
+        self.columns[index].status = "loading"
+
+    def start(self, index: int, header: Header) -> None:
+        column = self.columns[index]
+        column.header, column.status, column.model = header, "running", header.model
+        for other in self.columns:  # models loaded up front wait for their turn
+            if other.status == "loading" and other is not column:
+                other.status = "waiting"
+
+    def feed(self, index: int, piece: str) -> None:
+        self.columns[index].text += piece
+
+    def finish(self, index: int, stats: Any) -> None:
+        self.columns[index].stats, self.columns[index].status = stats, "done"
+
+
+def make_display(columns: list[Column], *, json: bool, show_prompt: bool, settings: Any) -> Display:
+    """Live columns on a terminal, sections in a pipe, nothing but state for --json."""
+    if json:
+        return Display(columns, settings=settings)
+    if render.plain():
+        return Sections(columns, show_prompt=show_prompt, settings=settings)
+    return LiveColumns(columns, render.stdout(), show_prompt=show_prompt, settings=settings)
+
+
+class LiveColumns(Display):
+    """The columns, live while the models run (tails only), then printed in full once."""
+
+    REFRESH_PER_SECOND = 8
+
+    def __init__(self, columns: list[Column], console: Console, *, show_prompt: bool = False, settings: Any = None):
+        super().__init__(columns, show_prompt=show_prompt, settings=settings)
+        self.console = console
+        self._live: Live | None = None
+
+    def __enter__(self) -> LiveColumns:
+        self._live = Live(
+            console=self.console,
+            get_renderable=lambda: columns_view(self.columns, self.console, show_prompt=self.show_prompt, height=self.console.height),
+            transient=True,
+            refresh_per_second=self.REFRESH_PER_SECOND,
+        )
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        if self._live is not None:
+            self._live.stop()
+        if any(c.status in ("running", "done") for c in self.columns):
+            self.console.print(columns_view(self.columns, self.console, show_prompt=self.show_prompt))
+            if self.settings is not None:
+                self.console.print(settings_line(self.settings))
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+
+    def loading(self, index: int) -> None:
+        super().loading(index)
+        self._refresh()
+
+    def start(self, index: int, header: Header) -> None:
+        super().start(index, header)
+        self._refresh()
+
+    def finish(self, index: int, stats: Any) -> None:
+        super().finish(index, stats)
+        self._refresh()
+
+
+class Sections(Display):
+    """Plain text for a pipe: one labelled section per model, its text as it comes; stats on stderr."""
+
+    def __init__(self, columns: list[Column], *, show_prompt: bool = False, settings: Any = None):
+        super().__init__(columns, show_prompt=show_prompt, settings=settings)
+        self.out = sys.stdout
+        self._sections = 0
+
+    def start(self, index: int, header: Header) -> None:
+        super().start(index, header)
+        if self._sections:
+            self.out.write("\n")
+        self._sections += 1
+        self.out.write(f"== {header.letter}: {render.escape_controls(header.model)} · {header.description}\n")
+        if self.show_prompt:
+            self.out.write("-- prompt\n" + "".join(text for text, _ in header.prompt) + "\n-- reply\n")
+        self.out.flush()
+
+    def feed(self, index: int, piece: str) -> None:
+        super().feed(index, piece)
+        self.out.write(piece)
+        self.out.flush()
+
+    def finish(self, index: int, stats: Any) -> None:
+        from llmcli.render.generate import stats_line
+
+        super().finish(index, stats)
+        column = self.columns[index]
+        if column.text and not column.text.endswith("\n"):
+            self.out.write("\n")
+        self.out.flush()
+        render.stderr().print(Text.assemble(f"{column.letter}: ", stats_line(stats)), soft_wrap=True)
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        if self.settings is not None and self._sections:
+            render.stderr().print(settings_line(self.settings), soft_wrap=True)
+
+
+# ---------------------------------------------------------------- the columns view
+
+
+def column_width(console_width: int, count: int) -> int:
+    """Each column's text width: columns are 1 cell of padding each side and 1 separator apart."""
+    return max(8, (console_width - (count - 1)) // count - 2)
+
+
+def columns_view(columns: Sequence[Column], console: Console, *, show_prompt: bool = False, height: int | None = None) -> Table:
+    """The columns side by side. With `height`, each cell keeps only its last lines so the view fits."""
+    width = column_width(console.width, len(columns))
+    table = Table(box=box.MINIMAL, show_edge=False, pad_edge=False, padding=(0, 1), show_header=True)
+    headings = [_heading(c, width) for c in columns]
+    for heading in headings:
+        table.add_column(heading, width=width, overflow="fold", vertical="top")
+    prompts = [_prompt_cell(c) for c in columns] if show_prompt else None
+    texts = [_text_cell(c) for c in columns]
+    stats = [stats_text(c.stats, width) if c.stats is not None else Text("") for c in columns]
+    if height is not None:
+        # What is left once the headings, the two rules, the stats (room kept for two lines) and
+        # the line the cursor sits on below the view are drawn.
+        fixed = max(_lines(console, h, width) for h in headings) + max(2, *(_lines(console, s, width) for s in stats)) + 3
+        room = max(4, height - fixed)
+        if prompts is not None:
+            prompt_room = min(max(_lines(console, p, width) for p in prompts), max(2, room // 3))
+            prompts = [_tail(console, p, width, prompt_room) for p in prompts]
+            room = max(3, room - prompt_room - 1)
+        texts = [_tail(console, t, width, room) for t in texts]
+    if prompts is not None:
+        table.add_row(*prompts, end_section=True)
+    table.add_row(*texts, end_section=True)
+    table.add_row(*stats)
+    return table
+
+
+def _heading(column: Column, width: int) -> Text:
+    title = Text.assemble(badge(column.letter), " ", render.literal(column.model, style="bold"))
+    if column.header is not None:
+        title.append(f"  {column.header.role}", style="italic")
+        title.append("\n" + pack(column.header.prompt_parts(), width), style="dim")
+    else:
+        title.append("\n")
+        title.append({"loading": "loading…", "skipped": "not run"}.get(column.status, ""), style="dim italic")
+    return title
+
+
+def _prompt_cell(column: Column) -> Text:
+    if column.header is None:
+        return Text("")
+    return prompt_text(column.header.prompt)
+
+
+def _text_cell(column: Column) -> Text:
+    if column.status == "loading":
+        return Text("loading the model…", style="dim italic")
+    if column.status == "waiting":
+        return Text("waiting for its turn", style="dim italic")
+    if column.status == "skipped":
+        return Text("not run", style="dim italic")
+    if not column.text:
+        if column.status == "running":
+            return Text("reading the prompt…", style="dim italic")
+        ended = column.stats is not None and column.stats.finish_reason == "stop"
+        return Text("(no text: its first token ended the reply)" if ended else "(no text)", style="dim italic")
+    text = render.literal(column.text)
+    if column.status == "running":
+        text.append("▌", style="dim")
+    return text
+
+
+def _lines(console: Console, text: Text, width: int) -> int:
+    return len(text.wrap(console, width, overflow="fold"))
+
+
+def _tail(console: Console, text: Text, width: int, lines: int) -> Text:
+    """The last `lines` lines of `text` wrapped at `width`, the first saying how many are hidden."""
+    wrapped = text.wrap(console, width, overflow="fold")
+    if len(wrapped) <= lines:
+        return text
+    keep = max(1, lines - 1)
+    hidden = len(wrapped) - keep
+    return Text("\n").join([Text(f"↑ {hidden} more line{'s' if hidden != 1 else ''}", style="dim italic"), *wrapped[-keep:]])
+
+
+# ---------------------------------------------------------------- next-token tables
+
+
+@dataclass(frozen=True)
+class ProbsSide:
+    header: Header
+    table: NextTokenTable
+
+
+@contextlib.contextmanager
+def loading_status(*, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A transient spinner on stderr (a terminal only) whose message the caller updates."""
+    console = render.stderr()
+    if quiet or not console.is_terminal:
+        yield lambda message: None
+        return
+    with console.status("") as status:
+        yield lambda message: status.update(Text(message, style="dim"))
+
+
+def render_probs(sides: Sequence[ProbsSide], agreements: Sequence[Agreement], *, show_prompt: bool = False, console: Console | None = None) -> None:
+    out = console or render.stdout()
+    plain = render.plain() if console is None else not out.is_terminal
+    parts: list[RenderableType] = [Text("Next token after the prompt: each model's own distribution (T=1)", style="bold")]
+    for side in sides:
+        h = side.header
+        parts.append(Text.assemble(badge(h.letter, plain), " ", render.literal(h.model, style="bold"), (f" · {h.description}", "dim")))
+        if show_prompt:
+            parts.append(Padding(prompt_text(h.prompt), (0, 0, 0, 4), expand=False))
+    parts += [Text(), probs_table(sides, out.width, plain)]
+    models = {s.header.letter: s.header.model for s in sides}
+    for a in agreements:
+        parts += [Text(), agreement_text(a, models, plain, out.width)]
+    _print(out, Group(*parts), plain)
+
+
+def _print(out: Console, renderable: RenderableType, plain: bool) -> None:
+    """Print; in plain text without the spaces Rich pads table lines with."""
+    if not plain:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    out.out("".join(line.rstrip() + "\n" for line in captured.get().splitlines()), end="", highlight=False)
+
+
+def probs_table(sides: Sequence[ProbsSide], width: int, plain: bool) -> Table:
+    n = len(sides)
+    prob_width = 7  # "100.00%"
+    token_width = max(6, min(16, (width - 4 - n * (prob_width + 2)) // n))
+    bar_width = 0 if plain else min(20, (width - 4 - n * (token_width + prob_width + 3)) // n)
+    if bar_width < 5:
+        bar_width = 0
+    if plain:
+        t = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1, 0, 1))
+    else:
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    t.add_column("#", justify="right")
+    for side in sides:
+        colour = SIDE_COLOURS[(ord(side.header.letter) - ord("A")) % len(SIDE_COLOURS)]
+        t.add_column(Text.assemble(badge(side.header.letter, plain), " token"), max_width=token_width, no_wrap=True, overflow="ellipsis")
+        t.add_column("prob", justify="right", no_wrap=True)
+        if bar_width:
+            t.add_column("", width=bar_width, no_wrap=True, style=colour)
+    texts = [{row.text for row in side.table.rows} for side in sides]
+    for r in range(max(len(s.table.rows) for s in sides)):
+        cells: list[Any] = [str(r + 1)]
+        for i, side in enumerate(sides):
+            if r >= len(side.table.rows):
+                cells += ["", ""] + ([""] if bar_width else [])
+                continue
+            row = side.table.rows[r]
+            token = token_text(row.text, row.special)
+            if not plain and any(row.text in other for j, other in enumerate(texts) if j != i):
+                token.stylize(SHARED_STYLE)
+            cells += [token, percent(row.prob)] + ([bar(row.prob, bar_width)] if bar_width else [])
+        t.add_row(*cells)
+    t.add_section()
+    if plain:
+        t.add_row()
+    for label, value in (("entropy, bits", lambda tb: f"{tb.entropy_bits:.2f}"), ("rows hold", lambda tb: percent(tb.columns[0].coverage))):
+        cells = [""]
+        for side in sides:
+            cells += [Text(label, style="dim"), value(side.table)] + ([""] if bar_width else [])
+        t.add_row(*cells)
+    return t
+
+
+def agreement_text(a: Agreement, models: dict[str, str], plain: bool = False, width: int = 80) -> RenderableType:
+    """One block per pair: top-1, the top-k overlap, KL; long lines wrap under their value."""
+    first, second = a.sides
+    title = Text.assemble(
+        badge(first, plain), " ", render.literal(models.get(first, first), style="bold"), ("  vs  ", "dim"),
+        badge(second, plain), " ", render.literal(models.get(second, second), style="bold"),
+    )
+    top1 = Text.assemble(quoted(a.top1[0]), (" vs ", "dim"), quoted(a.top1[1]), "  ")
+    if a.top1_agree:
+        top1.append("agree", style="bold green")
+    elif a.top1_agree_ignoring_whitespace:
+        top1.append("the same apart from whitespace", style="yellow")
+    else:
+        top1.append("differ", style="bold red")
+    label = f"top-{a.k}"
+    room = max(20, width - len(label) - 6)  # the grid: 2 cells in front, 2 between label and value
+    overlap = Text(f"{a.overlap} of {a.k} in both")
+    items = [Text.assemble(quoted(t.text), (f" {first}#{t.ranks[0]} {second}#{t.ranks[1]}", "dim")) for t in a.shared]
+    if items:
+        overlap.append(":", style="dim")
+        overlap.append("\n")
+        overlap.append_text(pack_texts(items, room))
+    exact = {shared.text.strip() for shared in a.shared}
+    extra = [quoted(t) for t in a.shared_ignoring_whitespace if t not in exact]
+    if extra:  # the same word, spaced differently ("The" and " The")
+        overlap.append("\nignoring whitespace, also:" if items else "; ignoring whitespace:", style="dim")
+        overlap.append("\n")
+        overlap.append_text(pack_texts(extra, room))
+    if a.kl is None:
+        kl = Text(f"n/a: {a.kl_note}", style="dim")
+    else:
+        kl = Text(f"{first}‖{second} {a.kl_bits:.3f} bits · {second}‖{first} {a.kl_reverse_bits:.3f} bits")
+        kl.append("  (0 = the same distribution)", style="dim")
+    grid = Table.grid(padding=(0, 2), pad_edge=True)
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column()
+    grid.add_row("top-1", top1)
+    grid.add_row(label, overlap)
+    grid.add_row("KL", kl)
+    return Group(title, grid)
