@@ -502,10 +502,11 @@ def _warm_up(model) -> None:
 
     cache = DynamicCache(config=model.config)
     extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    ids = torch.zeros((1, 4), dtype=torch.long, device=model.device)  # not 1 token: 0 and 1 are specialised sizes
-    for _ in range(3):
+    for length in (4, 1, 1):  # a prompt of 4 (1 is a size dynamo specialises), then two steps
+        # A new tensor each time, as the engine makes: a slice would have other strides and
+        # fail the graph's guards, so the first real step would compile again.
+        ids = torch.zeros((1, length), dtype=torch.long, device=model.device)
         model(input_ids=ids, past_key_values=cache, use_cache=True, **extra)
-        ids = ids[:, :1]
 
 
 def _load_hf(loader, path: Path, ref: ModelRef, **kwargs):

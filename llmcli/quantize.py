@@ -15,6 +15,8 @@ and the KV cache stay in the model's dtype; only the Linear weights shrink:
   come back almost exactly, which is why int4 is closer to float32 than int8's one
   scale per row on that model. The LM head stays int8, as GGUF files keep it at 6-8
   bits: a 4-bit head flipped 3 of 12 top-1 tokens on SmolLM2, the 8-bit one none.
+  A model stored at more than 4 bits loses a lot: Gemma 3 270M (Q5_0/Q6_K/Q8_0 layers)
+  keeps 9 of 12 top-1 tokens with max |Δp| 0.61 under int4, 10 of 12 and 0.04 under int8.
 
 Decisions and gotchas:
 - Both kernels ship with torch (no extra package), and both are fast only for bfloat16
