@@ -84,3 +84,13 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     for c in cells:
         lines.append("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))))
     return "\n".join(lines)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two generations share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

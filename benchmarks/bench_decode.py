@@ -19,16 +19,13 @@ benchmarks/results/decode-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
-DEFAULT_PROMPT = "Once upon a time, in a small village by the sea, there lived"
+from _common import PROMPTS, base_results, load_average, write_results
+
+DEFAULT_PROMPT = PROMPTS[0]
 
 
 def main() -> None:
@@ -45,28 +42,22 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = {
-        "benchmark": "decode",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "threads": torch.get_num_threads(),
-        "prompt": args.prompt,
-        "new_tokens": args.new_tokens,
-        "runs": args.runs,
-        "settings": "greedy (temperature 0), no stop strings, KV cache on both sides",
-        "load_average_before": _load_average(),
-        "models": [],
-    }
+    results = base_results(
+        "decode",
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        threads=torch.get_num_threads(),
+        prompt=args.prompt,
+        new_tokens=args.new_tokens,
+        runs=args.runs,
+        settings="greedy (temperature 0), no stop strings, KV cache on both sides",
+        models=[],
+    )
     for name in args.model or ["smollm2"]:
         results["models"].append(bench_model(name, args.prompt, args.new_tokens, args.runs))
-    results["load_average_after"] = _load_average()
+    results["load_average_after"] = load_average()
     print_table(results)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"decode-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {out}", file=sys.stderr)
+    write_results("decode", results)
 
 
 def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
@@ -194,25 +185,6 @@ def print_table(results: dict) -> None:
         engine, plain = (m["results"][k]["decode_tokens_per_second"] for k in ("llmcli engine", "model.generate()"))
         same = "same tokens" if m["identical"] else "DIFFERENT TOKENS"
         print(f"{'':<14}{'engine / generate':<18}{'':>12}{engine / plain:>13.2f}x   ({same}, {m['prompt_tokens']} prompt tokens)")
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform(), "python": platform.python_version()}
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from _common import base_results, header, load_average, table, write_results
+from _common import common_prefix, base_results, header, load_average, table, write_results
 from bench_decode import DEFAULT_PROMPT
 
 INSTALL = """llama-cpp-python is not installed: skipping the llama.cpp comparison.
@@ -136,7 +136,7 @@ def bench_model(name: str, modes: list[str], args) -> dict:
             "decode_tokens_per_second_all": [round(x["decode_tps"], 2) for x in s],
             "time_to_first_token_s": statistics.median(x["ttft"] for x in s),
             "ratio_to_llama_cpp": tps / llama_tps,
-            "same_greedy_tokens_as_llama_cpp": _common_prefix(s[0]["tokens"], reference),
+            "same_greedy_tokens_as_llama_cpp": common_prefix(s[0]["tokens"], reference),
             "generated_tokens": len(s[0]["tokens"]),
         }
     return {
@@ -154,15 +154,6 @@ def _label(mode: str) -> str:
 
 def _tps(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def print_report(results: dict) -> None:

@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-from _common import PROMPTS, base_results, header, load_average, table, write_results
+from _common import common_prefix, PROMPTS, base_results, header, load_average, table, write_results
 from bench_decode import DEFAULT_PROMPT, TimingStreamer
 
 
@@ -117,7 +117,7 @@ def bench_model(name: str, modes: list[str], args) -> dict:
             "decode_tokens_per_second_best": max(x["decode_tps"] for x in s),
             "decode_tokens_per_second_all": [round(x["decode_tps"], 2) for x in s],
             "ratio_to_generate": tps / plain_tps,
-            "same_greedy_tokens_as_float32": _common_prefix(s[0]["tokens"], reference),
+            "same_greedy_tokens_as_float32": common_prefix(s[0]["tokens"], reference),
             "generated_tokens": len(s[0]["tokens"]),
             "warmup_seconds": warmup[side],
             "load_seconds": loads.get(side),
@@ -150,15 +150,6 @@ def compare_probs(base, other) -> dict:
         "max_abs_dp_after_prompt": max_dp_last,
         "max_abs_dp_all_positions": max_dp,
     }
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def print_report(results: dict) -> None:

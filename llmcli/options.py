@@ -7,11 +7,14 @@ bad value (`--dtype float8`) is a usage error listing the valid ones.
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 LOADING = "Model loading"
+PROMPT = "Prompt"
+SAMPLING = "Sampling"
 
 
 class DType(str, Enum):
@@ -73,3 +76,47 @@ TrustRemoteCode = Annotated[
     typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+
+
+# ---------------------------------------------------------------- prompting and sampling
+# Shared by generate, chat and compare; each command gives its own default.
+
+System = Annotated[
+    Optional[str], typer.Option("--system", "-s", help="A system prompt.", rich_help_panel=PROMPT, show_default=False)
+]
+SystemFile = Annotated[
+    Optional[Path],
+    typer.Option("--system-file", help="Read the system prompt from a file.", rich_help_panel=PROMPT, show_default=False),
+]
+PromptName = Annotated[
+    Optional[str],
+    typer.Option("--prompt", help="A system prompt from prompts/ by name (e.g. engineer).", rich_help_panel=PROMPT, show_default=False),
+]
+MaxNewTokens = Annotated[
+    int, typer.Option("--max-new-tokens", "-n", help="Stop after this many new tokens.", rich_help_panel=SAMPLING)
+]
+Temperature = Annotated[
+    float, typer.Option("--temperature", "-t", help="0 = greedy (deterministic); higher = more varied.", rich_help_panel=SAMPLING)
+]
+TopK = Annotated[
+    Optional[int],
+    typer.Option("--top-k", help="Sample from the k most likely tokens only.", rich_help_panel=SAMPLING, show_default=False),
+]
+TopP = Annotated[
+    Optional[float],
+    typer.Option(
+        "--top-p", help="Sample from the smallest set of tokens holding this much probability.", rich_help_panel=SAMPLING, show_default=False
+    ),
+]
+MinP = Annotated[
+    Optional[float],
+    typer.Option("--min-p", help="Drop tokens less likely than this times the most likely one.", rich_help_panel=SAMPLING, show_default=False),
+]
+RepetitionPenalty = Annotated[
+    float, typer.Option("--repetition-penalty", help="Above 1 makes tokens already seen less likely.", rich_help_panel=SAMPLING)
+]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Make sampling reproducible.", rich_help_panel=SAMPLING, show_default=False)]
+Stop = Annotated[
+    Optional[list[str]],
+    typer.Option("--stop", metavar="TEXT", help="Stop before this text (repeatable); it is not printed.", rich_help_panel=SAMPLING, show_default=False),
+]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.tiny_models import build_tiny_model, write_tiny_gguf
+from tests.tiny_models import build_tiny_model, spm_like_dir, write_tiny_gguf
 
 USER_CACHE = os.environ.get("LLMCLI_CACHE_DIR")
 
@@ -59,6 +59,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tiny_base_dir(tmp_path_factory) -> Path:
     """The same kind of model with no chat template: a 'base' model."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-base"), chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def spm_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A Gemma-shaped tokenizer (`▁`, byte fallback, BOS) as a model directory."""
+    return spm_like_dir(tmp_path_factory.mktemp("spm-like"), tiny_model_dir)
 
 
 @pytest.fixture(scope="session")

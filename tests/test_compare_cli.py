@@ -18,6 +18,7 @@ from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmcli.render.compare import Column, Header, columns_view, render_probs
+from tests.asserts import assert_one_line_error
 
 PROMPT = "What is the capital of France?"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -41,16 +42,6 @@ def run_json(cli, command, *args, **kwargs) -> dict:
     result = cli(command, *args, "--json", **kwargs)
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith("error: ") and len(lines) <= 2, result.stderr
-    assert all(line.startswith(("error: ", "hint: ")) for line in lines)
-    for fragment in fragments:
-        assert fragment in result.stderr
 
 
 def last_logits(model_dir, ids) -> torch.Tensor:

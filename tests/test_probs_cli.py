@@ -14,6 +14,7 @@ from rich.console import Console
 
 from llmcli.inspect import next_token as nt
 from llmcli.render.probs import render_report
+from tests.asserts import assert_one_line_error
 
 PROMPT = "The capital of France is"
 ANSI = re.compile(r"\x1b\[")
@@ -41,17 +42,6 @@ def run_json(cli, *args, **kwargs) -> dict:
     result = cli("probs", *args, "--json", **kwargs)
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith("error: ") and len(lines) <= 2, result.stderr
-    assert all(line.startswith(("error: ", "hint: ")) for line in lines)
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
 
 
 # ---------------------------------------------------------------------------- numbers

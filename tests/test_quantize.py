@@ -25,14 +25,6 @@ from llmcli.quantize import (
 from tests.tiny_models import TRAINING_TEXT
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def dequantize_int8(q, scales):
     return q.float() * scales.float()[:, None]
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from llmcli import models
 from llmcli.cli import app
-from tests.test_tokens import HARD_CASES, hf_tokenizer, spm_dir  # noqa: F401  (spm_dir is a fixture)
+from tests.test_tokens import HARD_CASES, hf_tokenizer
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # the colour codes Rich itself writes
 

@@ -8,15 +8,12 @@ a BOS added on encode). Every id is checked against transformers' own `encode`.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from llmcli.errors import BadInput
 from llmcli.inspect import tokens as core
-from tests.tiny_models import TRAINING_TEXT
 
 # The strings the issue names: accents, CJK, emoji with ZWJ sequences, whitespace runs,
 # tabs/newlines, code, URLs, numbers, text that looks like special tokens or Rich markup,
@@ -41,44 +38,6 @@ HARD_CASES = [
 
 
 # ---------------------------------------------------------------- tokenizers to test on
-
-
-def spm_like_dir(path: Path, model_dir: Path) -> Path:
-    """A Gemma-shaped tokenizer saved as a model directory: `▁`, byte fallback, BOS on encode.
-
-    The alphabet is limited so accents, CJK and emoji fall back to `<0xNN>` byte tokens.
-    The model directory's config.json is borrowed so `-m path` resolves it as a model.
-    """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(byte_fallback=True))
-    tok.normalizer = normalizers.Replace(" ", "▁")
-    tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, limit_alphabet=70, show_progress=False)
-    tok.train_from_iterator(TRAINING_TEXT, trainer=trainer)
-    data = json.loads(tok.to_str())
-    vocab = data["model"]["vocab"]
-    for b in range(256):
-        vocab.setdefault(f"<0x{b:02X}>", len(vocab))
-    data["model"]["byte_fallback"] = True
-    tok = Tokenizer.from_str(json.dumps(data))
-    bos = tok.token_to_id("<bos>")
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
-    wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
-    path.mkdir(parents=True, exist_ok=True)
-    wrapped.save_pretrained(path)
-    shutil.copy(model_dir / "config.json", path / "config.json")
-    return path
-
-
-@pytest.fixture(scope="session")
-def spm_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    return spm_like_dir(tmp_path_factory.mktemp("spm-like"), tiny_model_dir)
 
 
 @pytest.fixture(scope="session", params=["byte-level", "sentencepiece"])

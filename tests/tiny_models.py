@@ -16,6 +16,7 @@ one would be used, and the GGUF would not be tested on its own.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import gguf
@@ -352,3 +353,35 @@ def write_tiny_gguf(hf_dir: Path, gguf_path: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return gguf_path
+
+
+def spm_like_dir(path: Path, model_dir: Path) -> Path:
+    """A Gemma-shaped tokenizer saved as a model directory: `▁`, byte fallback, BOS on encode.
+
+    The alphabet is limited so accents, CJK and emoji fall back to `<0xNN>` byte tokens.
+    The model directory's config.json is borrowed so `-m path` resolves it as a model.
+    """
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, limit_alphabet=70, show_progress=False)
+    tok.train_from_iterator(TRAINING_TEXT, trainer=trainer)
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for b in range(256):
+        vocab.setdefault(f"<0x{b:02X}>", len(vocab))
+    data["model"]["byte_fallback"] = True
+    tok = Tokenizer.from_str(json.dumps(data))
+    bos = tok.token_to_id("<bos>")
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    wrapped.save_pretrained(path)
+    shutil.copy(model_dir / "config.json", path / "config.json")
+    return path

@@ -46,28 +46,16 @@ def generate(
     chat: Annotated[
         bool, typer.Option("--chat", help="Use the chat template (default for instruct models; base models get prompts/base-chat.txt).", rich_help_panel=PROMPT)
     ] = False,
-    system: Annotated[Optional[str], typer.Option("--system", "-s", help="A system prompt.", rich_help_panel=PROMPT, show_default=False)] = None,
-    system_file: Annotated[
-        Optional[Path], typer.Option("--system-file", help="Read the system prompt from a file.", rich_help_panel=PROMPT, show_default=False)
-    ] = None,
-    prompt_name: Annotated[
-        Optional[str], typer.Option("--prompt", help="A system prompt from prompts/ by name (e.g. engineer).", rich_help_panel=PROMPT, show_default=False)
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Stop after this many tokens.", rich_help_panel=SAMPLING)] = 512,
-    temperature: Annotated[
-        float, typer.Option("--temperature", "-t", help="0 = greedy (deterministic); higher = more varied.", rich_help_panel=SAMPLING)
-    ] = 0.7,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample from the k most likely tokens only.", rich_help_panel=SAMPLING, show_default=False)] = None,
-    top_p: Annotated[
-        Optional[float], typer.Option("--top-p", help="Sample from the smallest set of tokens holding this much probability.", rich_help_panel=SAMPLING, show_default=False)
-    ] = None,
-    min_p: Annotated[
-        Optional[float], typer.Option("--min-p", help="Drop tokens less likely than this times the most likely one.", rich_help_panel=SAMPLING, show_default=False)
-    ] = None,
-    repetition_penalty: Annotated[
-        float, typer.Option("--repetition-penalty", help="Above 1 makes tokens already seen less likely.", rich_help_panel=SAMPLING)
-    ] = 1.0,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Make sampling reproducible.", rich_help_panel=SAMPLING, show_default=False)] = None,
+    system: options.System = None,
+    system_file: options.SystemFile = None,
+    prompt_name: options.PromptName = None,
+    max_new_tokens: options.MaxNewTokens = 512,
+    temperature: options.Temperature = 0.7,
+    top_k: options.TopK = None,
+    top_p: options.TopP = None,
+    min_p: options.MinP = None,
+    repetition_penalty: options.RepetitionPenalty = 1.0,
+    seed: options.Seed = None,
     stop: Annotated[
         Optional[list[str]], typer.Option("--stop", metavar="TEXT", help="Stop before this text (repeatable); it is not printed. \\n and \\t mean newline and tab.", rich_help_panel=SAMPLING, show_default=False)
     ] = None,

@@ -102,12 +102,13 @@ def probs(
     settings = _settings(temperatures, top_k, top_p, min_p, seed, steps) if (sampler_on or steps) else None
     prompt_text = read_prompt(text, file)
 
+    from llmcli.commands.generate import build_prompt
     from llmcli.inspect import next_token as nt
     from llmcli.models import load_model
 
     loaded = load_model(model, dtype, device, trust_remote_code, quantize=quantize, compile=compile)
     tokenizer = loaded.tokenizer
-    prompt = _build_prompt(tokenizer, prompt_text, chat, system)
+    prompt = build_prompt(tokenizer, prompt_text, system, raw=not chat, chat=chat)  # raw unless --chat
     ids = list(prompt.ids)
     nt.check_prompt(ids, loaded.context_length)
 
@@ -216,16 +217,6 @@ def read_prompt(text: str | None, file: Path | None) -> str:
     if sys.stdin is None or sys.stdin.isatty():
         raise BadInput("no prompt", 'give it as an argument (llmcli probs "The capital of France is"), with --file, or on stdin')
     return sys.stdin.read()
-
-
-def _build_prompt(tokenizer, text: str, chat: bool, system: str | None):
-    from llmcli import prompting
-
-    if not chat:
-        return prompting.build_raw_prompt(tokenizer, text)
-    messages = [prompting.Message("system", system)] if system is not None else []
-    messages.append(prompting.Message("user", text))
-    return prompting.build_chat_prompt(tokenizer, messages)
 
 
 def register(app: typer.Typer) -> None:
