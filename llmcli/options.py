@@ -118,5 +118,21 @@ RepetitionPenalty = Annotated[
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Make sampling reproducible.", rich_help_panel=SAMPLING, show_default=False)]
 Stop = Annotated[
     Optional[list[str]],
-    typer.Option("--stop", metavar="TEXT", help="Stop before this text (repeatable); it is not printed.", rich_help_panel=SAMPLING, show_default=False),
+    typer.Option(
+        "--stop",
+        metavar="TEXT",
+        help="Stop before this text (repeatable); it is not printed. \\n and \\t mean newline and tab.",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
 ]
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def stop_strings(values: list[str] | None) -> tuple[str, ...]:
+    """--stop values with `\\n`, `\\t`, `\\r` and `\\\\` as the characters: a shell
+    passes `--stop "\\n"` as two characters."""
+    import re
+
+    return tuple(re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], v) for v in values or ())

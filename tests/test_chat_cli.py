@@ -35,6 +35,13 @@ def test_slash_commands_work_in_a_pipe(cli, tiny_model_dir, tmp_path):
     assert r.stderr.count("tok/s") == 1
 
 
+def test_stop_understands_backslash_n_as_generate_does(cli, tiny_model_dir, tmp_path):
+    path = tmp_path / "c.json"
+    r = cli("chat", "-m", tiny_model_dir, "--stop", r"\n", "--stop", r"a\tb", input=f"/save {path}\n")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(path.read_text(encoding="utf-8"))["settings"]["stop"] == ["\n", "a\tb"]
+
+
 def test_load_continues_a_saved_chat_and_flags_override_its_settings(cli, tiny_model_dir, tmp_path):
     path = tmp_path / "c.json"
     cli("chat", "-m", tiny_model_dir, "-t", "0", "-n", "4", "--system", "Be brief.", input=f"hi\n/save {path}\n")

@@ -113,6 +113,11 @@ def test_a_model_on_two_sides_loads_once(cli, tiny_model_dir, monkeypatch):
     assert "<|im_start|>user\n" + PROMPT in chat["generation"]["prompt"]
 
 
+def test_stop_understands_backslash_n_as_generate_does(cli, tiny_base_dir, tiny_model_dir):
+    args = ("-m", tiny_base_dir, "-m", tiny_model_dir, PROMPT, "-t", "0", "-n", "2", "--stop", r"\n", "--stop", r"a\tb")
+    assert run_json(cli, "compare", *args)["settings"]["stop"] == ["\n", "a\tb"]
+
+
 def test_raw_and_chat_force_one_mode_for_every_side(cli, tiny_base_dir, tiny_model_dir):
     raw = run_json(cli, "compare", "-m", tiny_base_dir, "-m", tiny_model_dir, PROMPT, "--raw", "-t", "0", "-n", "2")
     assert [m["mode"] for m in raw["models"]] == ["raw", "raw"]

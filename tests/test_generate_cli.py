@@ -264,9 +264,9 @@ def test_prompt_over_the_context_window_says_the_counts(cli, tiny_model_dir, tin
 
 
 def test_stop_understands_backslash_n_as_typed_in_a_shell(cli, tiny_model_dir):
-    from llmcli.commands.generate import unescape
+    from llmcli.options import stop_strings
 
-    assert unescape(r"\n") == "\n" and unescape(r"a\tb\\n") == "a\tb\\n" and unescape("é") == "é"
+    assert stop_strings([r"\n", r"a\tb\\n", "é"]) == ("\n", "a\tb\\n", "é") and stop_strings(None) == ()
     free = run_json(cli, "-m", tiny_model_dir, "--raw", "-t", "0", "-n", "40", "Once upon a time")["text"]
     assert free[3:5], "the greedy text is long enough"
     stop = free[3:5]

@@ -54,7 +54,7 @@ def chat(
         repetition_penalty=repetition_penalty,
         seed=seed,
         max_new_tokens=max_new_tokens,
-        stop=tuple(stop or ()),
+        stop=options.stop_strings(stop),
     )
     SamplingSettings(**sampling).validate()  # a bad flag fails before the model loads
     system_text = read_system(system, system_file, prompt_name)

@@ -148,7 +148,7 @@ def compare(
         repetition_penalty=repetition_penalty,
         seed=seed,
         max_new_tokens=max_new_tokens,
-        stop=tuple(stop or ()),
+        stop=options.stop_strings(stop),
     ).validate()
     if raw and chat:
         raise BadInput("--raw and --chat contradict each other", "pick one")

@@ -56,9 +56,7 @@ def generate(
     min_p: options.MinP = None,
     repetition_penalty: options.RepetitionPenalty = 1.0,
     seed: options.Seed = None,
-    stop: Annotated[
-        Optional[list[str]], typer.Option("--stop", metavar="TEXT", help="Stop before this text (repeatable); it is not printed. \\n and \\t mean newline and tab.", rich_help_panel=SAMPLING, show_default=False)
-    ] = None,
+    stop: options.Stop = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print token counts, speed and memory to stderr.", rich_help_panel=OUTPUT)] = False,
     logprobs: Annotated[
         Optional[int],
@@ -91,7 +89,7 @@ def generate(
         repetition_penalty=repetition_penalty,
         seed=seed,
         max_new_tokens=max_new_tokens,
-        stop=tuple(unescape(s) for s in stop or ()),
+        stop=options.stop_strings(stop),
     ).validate()
     if raw and chat:
         raise BadInput("--raw and --chat contradict each other", "pick one")
@@ -105,16 +103,6 @@ def generate(
     loaded = load_model(model, dtype, device, trust_remote_code, quantize=quantize, compile=compile)
     built = build_prompt(loaded.tokenizer, text, system_text, raw=raw, chat=chat)
     run_generation(loaded, built, settings, json=json, stats=stats, logprobs=logprobs)
-
-
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
-
-
-def unescape(text: str) -> str:
-    """`\\n`, `\\t`, `\\r` and `\\\\` as the characters: a shell passes `--stop "\\n"` as two characters."""
-    import re
-
-    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
 
 
 def read_system(system: str | None, system_file: Path | None, prompt_name: str | None) -> str | None:
