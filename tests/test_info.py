@@ -25,10 +25,25 @@ def test_info_json_matches_the_loaded_model(cli, tiny_model_dir):
     assert data["parameters"] == sum(p.numel() for p in loaded.model.parameters())
     assert sum(data["parameters_by_part"].values()) == data["parameters"]
     assert data["memory_bytes"]["float32"] == 4 * data["parameters"]
+    assert data["resident_bytes"] == 4 * data["parameters"] and data["quantized_layers"] == {}
     assert data["chat_template"] is True
     assert data["tied_embeddings"] is True and data["parameters_by_part"]["output_head"] == 0
     eos = next(t for t in data["special_tokens"] if t["role"] == "eos")
     assert eos["id"] == loaded.tokenizer.eos_token_id
+
+
+def test_info_of_a_quantized_model_counts_the_same_parameters(cli, tiny_model_dir):
+    plain = json.loads(cli("info", "-m", tiny_model_dir, "--json").stdout)
+    r = cli("info", "-m", tiny_model_dir, "--quantize", "int4", "--json")
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["parameters_by_part"] == plain["parameters_by_part"]
+    config = models.load_model(str(tiny_model_dir)).model.config
+    assert data["quantized_layers"] == {"int4": 7 * config.num_hidden_layers, "int8": 1}  # 7 per layer, the head
+    # 4-bit layers, an 8-bit head beside the float embedding it was tied to, float norms
+    assert data["resident_bytes"] < plain["resident_bytes"] / 2
+    table = cli("info", "-m", tiny_model_dir, "--quantize", "int4").stdout
+    assert f"{7 * config.num_hidden_layers} at int4, 1 at int8" in table
 
 
 def test_info_of_a_base_model_says_no_template(cli, tiny_base_dir):

@@ -122,6 +122,38 @@ def test_int4_is_close_for_weights_on_a_4_bit_grid(tiny_model_dir, float32_probs
     assert (probs - on_grid).abs().max() < 0.1
 
 
+def test_int8_takes_int4_where_it_is_closer(tiny_model_dir):
+    """A layer whose weights sit on int4's grid (a layer the file stored at 4 bits) gets int4
+    under --quantize int8; a layer of ordinary float weights and the head get int8 rows."""
+    loaded = load_model(str(tiny_model_dir))
+    on_grid = loaded.model.model.layers[0]
+    with torch.no_grad():
+        for module in on_grid.modules():
+            if type(module) is torch.nn.Linear:
+                module.weight.copy_(dequantize_int4(*quantize_int4(module.weight)))
+    quantize_model(loaded.model, "int8")
+    kinds = lambda layer: {type(m) for m in layer.modules() if isinstance(m, (Int4Linear, Int8Linear))}  # noqa: E731
+    assert kinds(on_grid) == {Int4Linear}
+    assert kinds(loaded.model.model.layers[1]) == {Int8Linear}
+    assert isinstance(loaded.model.lm_head, Int8Linear)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_parameter_count_survives_quantization(tiny_model_dir, tied, mode):
+    """`info` counts the same parameters, part by part, before and after: quantized weights
+    are buffers, and a head tied to the embedding is not counted twice."""
+    from llmcli.inspect.architecture import count_parameters
+
+    config = AutoModelForCausalLM.from_pretrained(tiny_model_dir).config
+    config.tie_word_embeddings = tied
+    model = AutoModelForCausalLM.from_config(config)
+    expected = count_parameters(model)
+    assert sum(expected.values()) == sum(p.numel() for p in model.parameters())
+    quantize_model(model, mode)
+    assert count_parameters(model) == expected
+
+
 def test_the_default_load_is_exact(tiny_model_dir, float32_probs):
     """No flag, no change: the model is transformers' own, with float32 logits to the bit."""
     loaded = load_model(str(tiny_model_dir))
@@ -163,17 +195,29 @@ def test_every_command_that_loads_a_model_takes_the_speed_options():
     assert {"generate", "probs", "chat", "info", "compare"} <= set(loading)
 
 
-def test_probs_with_int8(cli, tiny_model_dir):
+def test_probs_with_int8_shows_the_quantized_model(cli, tiny_model_dir):
+    """The table is the quantized model's softmax, computed here directly."""
     r = cli("probs", "The cat", "-m", tiny_model_dir, "--quantize", "int8", "--json")
     assert r.exit_code == 0, r.stderr
-    rows = json.loads(r.stdout)
-    assert rows  # a table came out
+    loaded = load_model(str(tiny_model_dir), quantize="int8")
+    ids = loaded.tokenizer("The cat", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        expected = loaded.model(torch.tensor([ids])).logits[0, -1].float().softmax(-1)
+    shown = json.loads(r.stdout)
+    assert [t["id"] for t in shown["prompt_tokens"]] == ids
+    assert [row["id"] for row in shown["table"]["rows"]] == expected.topk(len(shown["table"]["rows"])).indices.tolist()
+    for row in shown["table"]["rows"]:
+        assert row["prob"] == pytest.approx(float(expected[row["id"]]), abs=1e-6)
 
 
-def test_greedy_generate_with_int4(cli, tiny_model_dir):
-    r = cli("generate", "The cat", "-m", tiny_model_dir, "--quantize", "int4", "-t", "0", "-n", "5", "--raw")
+def test_greedy_generate_with_int4_is_the_quantized_models_argmax(cli, tiny_model_dir):
+    r = cli("generate", "The cat", "-m", tiny_model_dir, "--quantize", "int4", "-t", "0", "-n", "5", "--raw", "--json")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout
+    loaded = load_model(str(tiny_model_dir), quantize="int4")
+    ids = loaded.tokenizer("The cat", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        out = loaded.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=5)
+    assert json.loads(r.stdout)["token_ids"] == out[0, len(ids) :].tolist()
 
 
 def test_bad_quantize_value_is_a_usage_error(cli, tiny_model_dir):

@@ -39,7 +39,9 @@ class ModelInfo:
     tied_embeddings: bool
     parameters: int
     parameters_by_part: dict[str, int]
-    memory_bytes: dict[str, int]
+    memory_bytes: dict[str, int]  # all parameters at each width, for comparison
+    resident_bytes: int  # what the loaded weights take now (quantized ones at their width)
+    quantized_layers: dict[str, int]  # "int8"/"int4" -> Linear layers stored so (--quantize)
     dtype: str
     device: str
     chat_template: bool
@@ -66,11 +68,30 @@ def part_of(name: str) -> str:
 
 
 def count_parameters(model) -> dict[str, int]:
-    """Parameters by part; `named_parameters` already yields a tied tensor only once."""
+    """Parameters by part; `named_parameters` already yields a tied tensor only once.
+    Quantized layers (`--quantize`) hold their weights as buffers and say how many."""
     counts = dict.fromkeys(PARTS, 0)
     for name, p in model.named_parameters():
         counts[part_of(name)] += p.numel()
+    for name, module in model.named_modules():
+        counts[part_of(f"{name}.weight")] += getattr(module, "quantized_parameters", 0)
     return counts
+
+
+def quantized_layers(model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        if getattr(module, "bits", None):
+            key = f"int{module.bits}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def resident_bytes(model) -> int:
+    """Bytes of the weights as loaded: the parameters (a tied one once) and the quantized
+    layers' buffers (their weights, scales and zero points)."""
+    quantized = [b for m in model.modules() if getattr(m, "bits", None) for b in m.buffers(recurse=False)]
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *quantized])
 
 
 def model_info(loaded: LoadedModel) -> ModelInfo:
@@ -104,6 +125,8 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
         parameters=total,
         parameters_by_part=by_part,
         memory_bytes={dt: int(total * b) for dt, b in BYTES_PER_PARAM.items()},
+        resident_bytes=resident_bytes(loaded.model),
+        quantized_layers=quantized_layers(loaded.model),
         dtype=loaded.dtype,
         device=loaded.device,
         chat_template=bool(getattr(tok, "chat_template", None)),

@@ -52,6 +52,9 @@ def render_info(info: ModelInfo, load_seconds: float) -> None:
     for i, (dt, b) in enumerate(info.memory_bytes.items()):
         row("weights in memory" if i == 0 else "", f"{human_bytes(b):>10}  at {dt}")
     row("loaded as", f"{info.dtype} on {info.device} in {load_seconds:.1f} s")
+    if info.quantized_layers:
+        layers = ", ".join(f"{n} at {kind}" for kind, n in sorted(info.quantized_layers.items(), key=lambda kv: -kv[1]))
+        row("quantized", f"Linear layers: {layers} · weights now {human_bytes(info.resident_bytes)}")
     row("chat template", "yes" if info.chat_template else "no (a base model: llmcli chats through prompts/)")
     for i, t in enumerate(info.special_tokens):
         row("special tokens" if i == 0 else "", f"{t.role:<4} {t.token}  (id {t.id})")
