@@ -5,7 +5,10 @@
 
 Each measurement is a fresh Python process, as a user's command is, and times in it:
 importing torch and transformers (what any model-loading command pays first), then
-`load_model()` until the model and tokenizer are ready ("model ready"). GGUF: an empty
+`load_model()` until the model and tokenizer are ready ("model ready"). Of model ready,
+the modules transformers imports only when a model class is first used (its model's
+code, and with it torch._dynamo and torch.distributed) are timed apart, first, with the
+cache's config; the rest is llmcli reading the weights and the tokenizer. GGUF: an empty
 `LLMCLI_CACHE_DIR`, so `load_model()` converts the file (for Gemma, joins its chunks
 first). Cache: the converted entry exists. Warm runs alternate between the models;
 reported are medians and the load average.
@@ -29,11 +32,19 @@ start = time.perf_counter()
 import torch
 from transformers import AutoModelForCausalLM
 imported = time.perf_counter()
-from llmcli.models import load_model
+from llmcli.models import cache_entry, load_model, resolve
+lazy_s = 0.0
+ref = resolve(sys.argv[1])
+if ref.path is not None and (cache_entry(ref.path) / "config.json").exists():
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+    MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(cache_entry(ref.path)))]
+    lazy_s = time.perf_counter() - imported
 loaded = load_model(sys.argv[1])
 ready = time.perf_counter()
 print(json.dumps({
     "import_s": imported - start,
+    "lazy_import_s": lazy_s,
     "model_ready_s": ready - imported,
     "converted": loaded.converted,
     "load_seconds": loaded.load_seconds,
@@ -80,6 +91,7 @@ def main() -> None:
                 entry[label] = {
                     "import_s_median": statistics.median(s["import_s"] for s in samples),
                     "model_ready_s_median": statistics.median(s["model_ready_s"] for s in samples),
+                    "lazy_import_s_median": statistics.median(s["lazy_import_s"] for s in samples),
                     "model_ready_s_all": [round(s["model_ready_s"], 3) for s in samples],
                     "converted": [s["converted"] for s in samples],
                     "load_averages": [s["load_average"] for s in samples],
@@ -101,6 +113,7 @@ def print_report(results: dict) -> None:
                 "model": model,
                 "import": cache.get("import_s_median"),
                 "cache": cache.get("model_ready_s_median"),
+                "lazy": cache.get("lazy_import_s_median"),
                 "gguf": gguf.get("model_ready_s_median"),
             }
         )
@@ -111,6 +124,7 @@ def print_report(results: dict) -> None:
                 ("model", "model", "s"),
                 ("import", "import torch+transformers s", ".2f"),
                 ("cache", "ready from cache s", ".2f"),
+                ("lazy", "of which lazy imports s", ".2f"),
                 ("gguf", "ready from GGUF s", ".2f"),
             ],
         )
