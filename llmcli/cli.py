@@ -115,4 +115,36 @@ _register_commands()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    _exit(code)
+
+
+def _exit(code) -> None:
+    """Exit with `code`, skipping the interpreter's teardown once torch is loaded.
+
+    Tearing down torch and transformers' thousands of modules and objects takes about a
+    second after the command is done (measured on `probs`: 1.0-1.3 s of a 5.5 s run).
+    The atexit handlers still run (logging, temporary files); then the process ends.
+    """
+    if "torch" not in sys.modules:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    import atexit
+    import os
+
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # the reader left (`| head`), or stdout is closed
+        pass
+    atexit._run_exitfuncs()
+    try:
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    os._exit(code or 0)

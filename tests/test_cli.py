@@ -60,6 +60,22 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path):
     assert proc.stdout == ""
 
 
+def test_a_process_that_loaded_torch_exits_with_its_output_and_code(tiny_model_dir, tmp_path):
+    """Once torch is loaded llmcli skips the interpreter's teardown (os._exit): everything
+    written must still arrive, and the exit code must be the command's."""
+    proc = run_module("probs", "-m", str(tiny_model_dir), "--json", "-n", "500", "The cat")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["table"]["rows"]) == 500  # all of a large output, flushed
+    too_long = "The quick brown fox jumps over the lazy dog. " * 40  # longer than the context window
+    proc = run_module("generate", "-m", str(tiny_model_dir), "--raw", too_long)
+    assert proc.returncode == 1 and proc.stderr.startswith("error:") and proc.stdout == ""
+    head = subprocess.run(
+        f"{sys.executable} -m llmcli generate -m {tiny_model_dir} -t 0 -n 200 --raw 'The cat' | head -c 3",
+        shell=True, capture_output=True, text=True,
+    )
+    assert head.returncode == 0 and len(head.stdout) == 3 and head.stderr == ""
+
+
 def test_verbose_shows_the_traceback(tmp_path):
     proc = run_module("--verbose", "info", "-m", str(tmp_path / "missing.gguf"))
     assert proc.returncode == 1
