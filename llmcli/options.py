@@ -96,7 +96,14 @@ MaxNewTokens = Annotated[
     int, typer.Option("--max-new-tokens", "-n", help="Stop after this many new tokens.", rich_help_panel=SAMPLING)
 ]
 Temperature = Annotated[
-    float, typer.Option("--temperature", "-t", help="0 = greedy (deterministic); higher = more varied.", rich_help_panel=SAMPLING)
+    float,
+    typer.Option(
+        "--temperature",
+        "-t",
+        help="0 = greedy (deterministic); higher = more varied. Sampling flags you leave out take the model's "
+        "recommended values where it has them (smollm2: temperature 0.2, top-p 0.9).",
+        rich_help_panel=SAMPLING,
+    ),
 ]
 TopK = Annotated[
     Optional[int],
@@ -136,3 +143,34 @@ def stop_strings(values: list[str] | None) -> tuple[str, ...]:
     import re
 
     return tuple(re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], v) for v in values or ())
+
+
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens", "stop")
+
+
+def sampling_settings(*, stop: list[str] | None, **values):
+    """The sampling flags as validated SamplingSettings: a bad value fails before a model loads."""
+    from llmcli.generation import SamplingSettings
+
+    return SamplingSettings(stop=stop_strings(stop), **values).validate()
+
+
+def given_on_command_line(ctx: typer.Context, names: tuple[str, ...] = SAMPLING_FLAGS) -> set[str]:
+    """Which of these parameters the user typed; the others hold their defaults."""
+    given = set()
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            given.add(name)
+    return given
+
+
+def with_recommended(settings, loaded, given: set[str]):
+    """`settings` with the model's recommended sampling values (`models.recommended_sampling`)
+    in place of the defaults of every flag not in `given`."""
+    from dataclasses import replace
+
+    from llmcli.models import recommended_sampling
+
+    changes = {k: v for k, v in recommended_sampling(loaded).items() if k not in given}
+    return replace(settings, **changes).validate() if changes else settings

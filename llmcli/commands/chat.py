@@ -44,9 +44,8 @@ def chat(
     """Chat with a model: streamed Markdown replies, slash commands (/help), stats after each reply."""
     from llmcli.chat.session import ChatSession
     from llmcli.commands.generate import read_system
-    from llmcli.generation import SamplingSettings
 
-    sampling = dict(
+    settings = options.sampling_settings(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
@@ -54,26 +53,27 @@ def chat(
         repetition_penalty=repetition_penalty,
         seed=seed,
         max_new_tokens=max_new_tokens,
-        stop=options.stop_strings(stop),
+        stop=stop,
     )
-    SamplingSettings(**sampling).validate()  # a bad flag fails before the model loads
+    given = options.given_on_command_line(ctx)
     system_text = read_system(system, system_file, prompt_name)
     system_text = (system_text.strip() or None) if system_text is not None else None
 
     if load is not None:
         session = ChatSession.load(load)
         # The file's settings, except the ones given on this command line.
-        given = {k: v for k, v in sampling.items() if _given(ctx, k)}
         if given:
-            session.settings = _replace(session.settings, given)
+            session.settings = _replace(session.settings, {k: getattr(settings, k) for k in given})
         if system_text is not None:
             session.system = system_text
     else:
-        session = ChatSession(system=system_text, settings=SamplingSettings(**sampling))
+        session = ChatSession(system=system_text, settings=settings)
 
     from llmcli.models import load_model
 
     loaded = load_model(model, dtype, device, trust_remote_code, quantize=quantize, compile=compile)
+    if load is None:
+        session.settings = options.with_recommended(session.settings, loaded, given)
     session.model = loaded.label
     run_chat(loaded, session, replay=load is not None)
 
@@ -97,11 +97,6 @@ def run_chat(loaded, session, *, replay: bool = False) -> None:
             loaded, session, lines_reader(sys.stdin), out, status=render.stderr(), markdown=False, exit_on_ctrl_c=True
         )
     loop.run()
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
 
 
 def _replace(settings, changes: dict):

@@ -138,9 +138,9 @@ def compare(
 
     The base model keeps autocompleting the text; the instruct model answers it.
     """
-    from llmcli.generation import SamplingSettings
-
-    settings = SamplingSettings(
+    # One set of settings for every side, llmcli's own defaults: a model's recommended
+    # values (which generate and chat use) would make the sides sample differently.
+    settings = options.sampling_settings(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
@@ -148,8 +148,8 @@ def compare(
         repetition_penalty=repetition_penalty,
         seed=seed,
         max_new_tokens=max_new_tokens,
-        stop=options.stop_strings(stop),
-    ).validate()
+        stop=stop,
+    )
     if raw and chat:
         raise BadInput("--raw and --chat contradict each other", "pick one")
     if num < 1:

@@ -8,9 +8,10 @@ template in prompts/, as does a system prompt without `--chat`).
 
 Output: stdout carries only the generated text (or one JSON document with `--json`);
 `--stats` and the `--logprobs` table go to stderr. The reply of a chat ends with a
-newline; the text in `--json` is exact. The default temperature is 0.7, what `chat`
-uses and about what Ollama and llama.cpp default to: a user asking a model for text
-expects varied text; `--temperature 0` is greedy and deterministic.
+newline; the text in `--json` is exact. Sampling flags left out take the model's
+recommended values (`models.recommended_sampling`, as `chat` does), else temperature 0.7,
+about what Ollama and llama.cpp default to: a user asking a model for text expects
+varied text; `--temperature 0` is greedy and deterministic.
 In chat modes the reply's leading whitespace is dropped (a plain-text template ends at
 `Assistant:`, so a base model's reply starts with a space).
 `token_ids` and `logprobs` in `--json` include the end-of-turn token that stopped the
@@ -34,6 +35,7 @@ OUTPUT = "Output"
 
 
 def generate(
+    ctx: typer.Context,
     prompt: Annotated[
         Optional[str],
         typer.Argument(help="The prompt. '-' reads stdin; piped stdin is added after the argument and a blank line.", show_default=False),
@@ -79,9 +81,7 @@ def generate(
     compile: options.CompileOpt = False,
 ) -> None:
     """Generate text from a prompt and stream it to stdout."""
-    from llmcli.generation import SamplingSettings
-
-    settings = SamplingSettings(
+    settings = options.sampling_settings(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
@@ -89,8 +89,8 @@ def generate(
         repetition_penalty=repetition_penalty,
         seed=seed,
         max_new_tokens=max_new_tokens,
-        stop=options.stop_strings(stop),
-    ).validate()
+        stop=stop,
+    )
     if raw and chat:
         raise BadInput("--raw and --chat contradict each other", "pick one")
     system_text = read_system(system, system_file, prompt_name)
@@ -101,6 +101,7 @@ def generate(
     from llmcli.models import load_model
 
     loaded = load_model(model, dtype, device, trust_remote_code, quantize=quantize, compile=compile)
+    settings = options.with_recommended(settings, loaded, options.given_on_command_line(ctx))
     built = build_prompt(loaded.tokenizer, text, system_text, raw=raw, chat=chat)
     run_generation(loaded, built, settings, json=json, stats=stats, logprobs=logprobs)
 
