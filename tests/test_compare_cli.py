@@ -156,7 +156,7 @@ def test_piped_output_is_labelled_sections_with_stats_on_stderr(cli, tiny_base_d
     assert ANSI.search(result.stdout) is None
     stats = [line for line in result.stderr.splitlines() if line.startswith(("A: ", "B: "))]
     assert len(stats) == 2 and all("prompt tokens" in line and "generated" in line for line in stats)
-    assert "greedy (T=0)" in result.stderr
+    assert "greedy (temperature 0)" in result.stderr
 
 
 # ---------------------------------------------------------------------------- next-token tables

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from llmcli.chat.header import sampling_summary
+from llmcli.render import sampling_words
 from llmcli.generation import SamplingSettings
 from llmcli.models import ModelRef, recommended_sampling, resolve
 
@@ -112,11 +112,12 @@ def test_compare_keeps_one_set_of_settings_for_every_side(cli, recommending_dir,
 @pytest.mark.parametrize(
     "settings, words",
     [
-        (SamplingSettings(temperature=0), "greedy (temperature 0)"),
+        (SamplingSettings(temperature=0, top_k=5), "greedy (temperature 0)"),
         (SamplingSettings(temperature=0.2, top_p=0.9), "temperature 0.2, top-p 0.9"),
         (SamplingSettings(temperature=0.7, top_k=40, min_p=0.05, repetition_penalty=1.1), "temperature 0.7, top-k 40, min-p 0.05, repetition penalty 1.1"),
         (SamplingSettings(temperature=1, top_p=1.0, top_k=0), "temperature 1"),
     ],
 )
-def test_the_chat_header_says_the_sampling_in_effect(settings, words):
-    assert sampling_summary(settings) == words
+def test_the_sampling_in_effect_in_words(settings, words):
+    """As the chat header and compare's footer say it."""
+    assert ", ".join(sampling_words(settings)) == words

@@ -31,27 +31,11 @@ def header_lines(loop: ChatLoop) -> list[Text]:
     lines = [first, Text(" · ".join(facts), style="dim")]
     if not has_chat_template(loaded.tokenizer):
         lines.append(Text(f"a base model (no chat template): chatting through prompts/{BASE_CHAT_TEMPLATE}.txt", style="yellow"))
-    lines.append(Text(f"sampling: {sampling_summary(loop.session.settings)} · /set to change", style="dim"))
+    lines.append(Text(f"sampling: {', '.join(render.sampling_words(loop.session.settings))} · /set to change", style="dim"))
     if loop.session.system:
         lines.append(Text.assemble(("system: ", "dim"), (_clip(render.escape_controls(loop.session.system)), "dim italic")))
     lines.append(Text("/help for commands · Alt-Enter for a new line · Ctrl-C stops a reply · Ctrl-D quits", style="dim"))
     return lines
-
-
-def sampling_summary(settings) -> str:
-    """The sampling in effect, in words: temperature and whichever filters are on."""
-    if settings.temperature == 0:
-        return "greedy (temperature 0)"
-    parts = [f"temperature {settings.temperature:g}"]
-    if settings.top_k:
-        parts.append(f"top-k {settings.top_k}")
-    if settings.top_p is not None and settings.top_p < 1:
-        parts.append(f"top-p {settings.top_p:g}")
-    if settings.min_p:
-        parts.append(f"min-p {settings.min_p:g}")
-    if settings.repetition_penalty != 1:
-        parts.append(f"repetition penalty {settings.repetition_penalty:g}")
-    return ", ".join(parts)
 
 
 def print_header(loop: ChatLoop) -> None:

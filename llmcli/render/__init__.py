@@ -75,3 +75,20 @@ def print_json(data: object) -> None:
 
 
 _C1_ESCAPES = {c: f"\\u{c:04x}" for c in [0x7F, *range(0x80, 0xA0)]}
+
+
+def sampling_words(settings) -> list[str]:
+    """The sampling in effect, in words: the temperature and whichever filters are on."""
+    if settings.temperature == 0:
+        parts = ["greedy (temperature 0)"]
+    else:
+        parts = [f"temperature {settings.temperature:g}"]
+        if settings.top_k:
+            parts.append(f"top-k {settings.top_k}")
+        if settings.top_p is not None and settings.top_p < 1:
+            parts.append(f"top-p {settings.top_p:g}")
+        if settings.min_p:
+            parts.append(f"min-p {settings.min_p:g}")
+    if settings.repetition_penalty != 1:
+        parts.append(f"repetition penalty {settings.repetition_penalty:g}")
+    return parts

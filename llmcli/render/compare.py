@@ -132,20 +132,9 @@ def pack(parts: Sequence[str], width: int, separator: str = " · ") -> str:
 
 def settings_line(settings: Any) -> Text:
     """What every model sampled with, for the footer."""
-    if settings.temperature == 0:
-        parts = ["greedy (T=0)"]
-    else:
-        parts = [f"T={settings.temperature:g}"]
-        if settings.top_k:
-            parts.append(f"top-k {settings.top_k}")
-        if settings.top_p is not None and settings.top_p < 1:
-            parts.append(f"top-p {settings.top_p:g}")
-        if settings.min_p:
-            parts.append(f"min-p {settings.min_p:g}")
-        if settings.seed is not None:
-            parts.append(f"seed {settings.seed}")
-    if settings.repetition_penalty != 1:
-        parts.append(f"repetition penalty {settings.repetition_penalty:g}")
+    parts = render.sampling_words(settings)
+    if settings.seed is not None and settings.temperature > 0:
+        parts.append(f"seed {settings.seed}")
     parts.append(f"up to {settings.max_new_tokens:,} new tokens")
     return Text("The same for every model: " + " · ".join(parts), style="dim")
 
