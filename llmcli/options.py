@@ -148,11 +148,13 @@ def stop_strings(values: list[str] | None) -> tuple[str, ...]:
 SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens", "stop")
 
 
-def sampling_settings(*, stop: list[str] | None, **values):
-    """The sampling flags as validated SamplingSettings: a bad value fails before a model loads."""
+def sampling_settings(ctx: typer.Context):
+    """The running command's sampling flags (its parameters named in SAMPLING_FLAGS) as
+    validated SamplingSettings: a bad value fails before a model loads."""
     from llmcli.generation import SamplingSettings
 
-    return SamplingSettings(stop=stop_strings(stop), **values).validate()
+    values = {name: ctx.params[name] for name in SAMPLING_FLAGS}
+    return SamplingSettings(**{**values, "stop": stop_strings(values["stop"])}).validate()
 
 
 def given_on_command_line(ctx: typer.Context, names: tuple[str, ...] = SAMPLING_FLAGS) -> set[str]:

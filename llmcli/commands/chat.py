@@ -45,16 +45,7 @@ def chat(
     from llmcli.chat.session import ChatSession
     from llmcli.commands.generate import read_system
 
-    settings = options.sampling_settings(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        stop=stop,
-    )
+    settings = options.sampling_settings(ctx)
     given = options.given_on_command_line(ctx)
     system_text = read_system(system, system_file, prompt_name)
     system_text = (system_text.strip() or None) if system_text is not None else None

@@ -38,7 +38,7 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from llmcli import options, render
-from llmcli.commands.generate import build_prompt, read_prompt, read_system
+from llmcli.commands.generate import build_prompt, read_mode_and_system, read_prompt
 from llmcli.errors import BadInput, LlmcliError
 
 DEFAULT_BASE = "gemma3-270m"
@@ -68,6 +68,7 @@ class Side:
 
 
 def compare(
+    ctx: typer.Context,
     prompt: Annotated[
         Optional[str],
         typer.Argument(help="The prompt. '-' reads stdin; piped stdin is added after the argument and a blank line.", show_default=False),
@@ -140,24 +141,11 @@ def compare(
     """
     # One set of settings for every side, llmcli's own defaults: a model's recommended
     # values (which generate and chat use) would make the sides sample differently.
-    settings = options.sampling_settings(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        stop=stop,
-    )
-    if raw and chat:
-        raise BadInput("--raw and --chat contradict each other", "pick one")
+    settings = options.sampling_settings(ctx)
+    system_text = read_mode_and_system(raw, chat, system, system_file, prompt_name)
     if num < 1:
         raise BadInput(f"--num must be at least 1 (got {num})", "it is the number of rows each table shows")
     sides = plan_sides(model, base, instruct, template_vs_raw=template_vs_raw, raw=raw, chat=chat)
-    system_text = read_system(system, system_file, prompt_name)
-    if raw and system_text is not None:
-        raise BadInput("a system prompt needs chat mode, and --raw sends the text as is", "drop --raw or the system prompt")
     text = read_prompt(prompt, file, sys.stdin)
     if probs:
         _warn_unused_sampling(settings)

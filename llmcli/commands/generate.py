@@ -81,21 +81,8 @@ def generate(
     compile: options.CompileOpt = False,
 ) -> None:
     """Generate text from a prompt and stream it to stdout."""
-    settings = options.sampling_settings(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        stop=stop,
-    )
-    if raw and chat:
-        raise BadInput("--raw and --chat contradict each other", "pick one")
-    system_text = read_system(system, system_file, prompt_name)
-    if raw and system_text is not None:
-        raise BadInput("a system prompt needs chat mode, and --raw sends the text as is", "drop --raw or the system prompt")
+    settings = options.sampling_settings(ctx)
+    system_text = read_mode_and_system(raw, chat, system, system_file, prompt_name)
     text = read_prompt(prompt, file, sys.stdin)
 
     from llmcli.models import load_model
@@ -104,6 +91,16 @@ def generate(
     settings = options.with_recommended(settings, loaded, options.given_on_command_line(ctx))
     built = build_prompt(loaded.tokenizer, text, system_text, raw=raw, chat=chat)
     run_generation(loaded, built, settings, json=json, stats=stats, logprobs=logprobs)
+
+
+def read_mode_and_system(raw: bool, chat: bool, system: str | None, system_file: Path | None, prompt_name: str | None) -> str | None:
+    """The system prompt, after refusing --raw with --chat, or --raw with a system prompt."""
+    if raw and chat:
+        raise BadInput("--raw and --chat contradict each other", "pick one")
+    system_text = read_system(system, system_file, prompt_name)
+    if raw and system_text is not None:
+        raise BadInput("a system prompt needs chat mode, and --raw sends the text as is", "drop --raw or the system prompt")
+    return system_text
 
 
 def read_system(system: str | None, system_file: Path | None, prompt_name: str | None) -> str | None:
