@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,97 @@ PROMPTS = [
     "To make a cup of tea, first",
     "The quick brown fox jumps over the",
 ]
+
+
+DEFAULT_PROMPT = PROMPTS[0]  # the decode benchmarks' prompt
+
+
+def add_decode_arguments(parser, threads_help: str = "torch threads (default: torch's choice)") -> None:
+    """The options every decode-speed script takes (besides -m)."""
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help=threads_help)
+
+
+def use_threads(threads: int | None) -> int:
+    """Set torch's thread count when one is given; return the count in use."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def eos_ids(model) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos])
+
+
+def tokens_per_second(times: list[float]) -> float:
+    """Decode speed from the arrival times of the new tokens (the first one is the prompt's)."""
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+class TimingStreamer:
+    """A `generate()` streamer that only notes when each new token arrives."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # the first call hands over the prompt
+            self._prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def warm_up(sides: dict, label: str) -> dict[str, float]:
+    """Run each side once (first calls pay for lazy initialisation, or compiling); their seconds."""
+    seconds = {}
+    for side, run in sides.items():
+        start = time.perf_counter()
+        run()
+        seconds[side] = time.perf_counter() - start
+        print(f"{label} warm-up {side}: {seconds[side]:.1f} s", file=sys.stderr)
+    return seconds
+
+
+def alternate(sides: dict, runs: int, label: str) -> dict[str, list[dict]]:
+    """`runs` rounds of every side, the order rotated each round, so drift in the
+    machine's load hits every side alike. Each side returns a dict with `decode_tps`."""
+    samples: dict[str, list[dict]] = {side: [] for side in sides}
+    names = list(sides)
+    for i in range(runs):
+        for side in names[i % len(names) :] + names[: i % len(names)]:
+            samples[side].append(sides[side]())
+            print(f"{label} run {i + 1}/{runs} {side}: {samples[side][-1]['decode_tps']:.1f} tok/s", file=sys.stderr)
+    return samples
+
+
+def decode_speed(samples: list[dict]) -> dict:
+    """Median, best and every decode speed of one side's runs."""
+    return {
+        "decode_tokens_per_second": statistics.median(x["decode_tps"] for x in samples),
+        "decode_tokens_per_second_best": max(x["decode_tps"] for x in samples),
+        "decode_tokens_per_second_all": [round(x["decode_tps"], 2) for x in samples],
+    }
+
+
+def print_decode_header(results: dict, title: str, extra: str) -> None:
+    print(header(title, f"{results['threads']} threads · {extra}"))
+    print(f"{results['new_tokens']} new tokens, greedy, median of {results['runs']} alternating runs\n")
+
+
+def speed_table(model: str, by_side: dict[str, dict], columns: list[tuple[str, str, str]]) -> str:
+    """One row per side: its decode speed (`decode_speed`), then `columns`."""
+    rows = [{"side": side, **r} for side, r in by_side.items()]
+    speed = [("decode_tokens_per_second", "decode tok/s", ".1f"), ("decode_tokens_per_second_best", "best run", ".1f")]
+    return table(rows, [("side", model, "s"), *speed, *columns])
 
 
 def machine() -> dict:

@@ -20,33 +20,37 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
-from _common import PROMPTS, base_results, load_average, write_results
-
-DEFAULT_PROMPT = PROMPTS[0]
+from _common import (
+    TimingStreamer,
+    add_decode_arguments,
+    alternate,
+    base_results,
+    decode_speed,
+    eos_ids,
+    load_average,
+    tokens_per_second,
+    use_threads,
+    warm_up,
+    write_results,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", action="append", help="alias or path (repeatable; default smollm2)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_decode_arguments(parser)
     args = parser.parse_args()
 
     import torch
     import transformers
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     results = base_results(
         "decode",
         torch=torch.__version__,
         transformers=transformers.__version__,
-        threads=torch.get_num_threads(),
+        threads=use_threads(args.threads),
         prompt=args.prompt,
         new_tokens=args.new_tokens,
         runs=args.runs,
@@ -92,7 +96,7 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
         return {
             "tokens": out[0, len(ids) :].tolist(),
             "ttft": times[0] - start,
-            "decode_tps": (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0,
+            "decode_tps": tokens_per_second(times),
             "total": total,
         }
 
@@ -116,20 +120,14 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
         return {
             "tokens": tokens,
             "ttft": times[0] - start,
-            "decode_tps": (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0,
+            "decode_tps": tokens_per_second(times),
             "total": times[-1] - start,
         }
 
-    eos = set(model.generation_config.eos_token_id if isinstance(model.generation_config.eos_token_id, list) else [model.generation_config.eos_token_id])
+    eos = eos_ids(model)
     sides = {"llmcli engine": engine, "model.generate()": plain, "bare forward loop": floor}
-    for run in sides.values():  # warm-up: first calls pay for lazy initialisation
-        run()
-    samples: dict[str, list[dict]] = {side: [] for side in sides}
-    for i in range(runs):
-        order = list(sides)[i % len(sides) :] + list(sides)[: i % len(sides)]  # rotate who goes first
-        for side in order:
-            samples[side].append(sides[side]())
-            print(f"{loaded.label} run {i + 1}/{runs} {side}: {samples[side][-1]['decode_tps']:.1f} tok/s", file=sys.stderr)
+    warm_up(sides, loaded.label)
+    samples = alternate(sides, runs, loaded.label)
 
     tokens = {side: s[0]["tokens"] for side, s in samples.items() if side != "bare forward loop"}
     summary = {}
@@ -138,10 +136,8 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
         summary[side] = {
             "generated_tokens": n,
             "time_to_first_token_s": statistics.median(x["ttft"] for x in s),
-            "decode_tokens_per_second": statistics.median(x["decode_tps"] for x in s),
-            "decode_tokens_per_second_best": max(x["decode_tps"] for x in s),
+            **decode_speed(s),
             "end_to_end_tokens_per_second": statistics.median(n / x["total"] for x in s),
-            "decode_tokens_per_second_all": [round(x["decode_tps"], 2) for x in s],
         }
     return {
         "model": loaded.label,
@@ -149,23 +145,6 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
         "identical": len({tuple(t) for t in tokens.values()}) == 1,
         "results": summary,
     }
-
-
-class TimingStreamer:
-    """A `generate()` streamer that only notes when each new token arrives."""
-
-    def __init__(self):
-        self.times: list[float] = []
-        self._prompt_seen = False
-
-    def put(self, value) -> None:
-        if not self._prompt_seen:  # the first call hands over the prompt
-            self._prompt_seen = True
-            return
-        self.times.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
 
 
 def print_table(results: dict) -> None:

@@ -23,8 +23,21 @@ import statistics
 import sys
 import time
 
-from _common import common_prefix, base_results, header, load_average, table, write_results
-from bench_decode import DEFAULT_PROMPT
+from _common import (
+    add_decode_arguments,
+    alternate,
+    base_results,
+    common_prefix,
+    decode_speed,
+    eos_ids,
+    print_decode_header,
+    speed_table,
+    load_average,
+    tokens_per_second,
+    use_threads,
+    warm_up,
+    write_results,
+)
 
 INSTALL = """llama-cpp-python is not installed: skipping the llama.cpp comparison.
 Install it into this venv (it compiles llama.cpp, about 5 minutes on 2 cores):
@@ -38,10 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", action="append", help="built-in alias or .gguf path (repeatable; default smollm2)")
     parser.add_argument("--modes", default="none,int8,int4", help="llmcli's --quantize values to compare (default none,int8,int4)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="threads for both (default: torch's choice)")
+    add_decode_arguments(parser, threads_help="threads for both (default: torch's choice)")
     args = parser.parse_args()
     try:
         import llama_cpp
@@ -51,13 +61,11 @@ def main() -> None:
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     results = base_results(
         "llamacpp",
         torch=torch.__version__,
         llama_cpp_python=llama_cpp.__version__,
-        threads=torch.get_num_threads(),
+        threads=use_threads(args.threads),
         prompt=args.prompt,
         new_tokens=args.new_tokens,
         runs=args.runs,
@@ -95,7 +103,7 @@ def bench_model(name: str, modes: list[str], args) -> dict:
         verbose=False,
     )
     llama_load = time.perf_counter() - start
-    eos = {llm.token_eos()} | set(first.model.generation_config.eos_token_id if isinstance(first.model.generation_config.eos_token_id, list) else [first.model.generation_config.eos_token_id])
+    eos = {llm.token_eos()} | eos_ids(first.model)
     settings = SamplingSettings(temperature=0, max_new_tokens=args.new_tokens)
 
     def llama() -> dict:
@@ -106,7 +114,7 @@ def bench_model(name: str, modes: list[str], args) -> dict:
             tokens.append(token)
             if token in eos or len(tokens) >= args.new_tokens:
                 break
-        return {"tokens": tokens, "ttft": times[0] - start, "decode_tps": _tps(times)}
+        return {"tokens": tokens, "ttft": times[0] - start, "decode_tps": tokens_per_second(times)}
 
     def engine(loaded):
         def run() -> dict:
@@ -116,26 +124,18 @@ def bench_model(name: str, modes: list[str], args) -> dict:
         return run
 
     sides = {"llama.cpp": llama, **{_label(mode): engine(loaded) for mode, loaded in variants.items()}}
-    for run in sides.values():
-        run()
-    samples: dict[str, list[dict]] = {side: [] for side in sides}
-    names = list(sides)
-    for i in range(args.runs):
-        for side in names[i % len(names) :] + names[: i % len(names)]:
-            samples[side].append(sides[side]())
-            print(f"{first.label} run {i + 1}/{args.runs} {side}: {samples[side][-1]['decode_tps']:.1f} tok/s", file=sys.stderr)
+    warm_up(sides, first.label)
+    samples = alternate(sides, args.runs, first.label)
 
     llama_tps = statistics.median(x["decode_tps"] for x in samples["llama.cpp"])
     reference = samples["llama.cpp"][0]["tokens"]
     summary = {}
     for side, s in samples.items():
-        tps = statistics.median(x["decode_tps"] for x in s)
+        speed = decode_speed(s)
         summary[side] = {
-            "decode_tokens_per_second": tps,
-            "decode_tokens_per_second_best": max(x["decode_tps"] for x in s),
-            "decode_tokens_per_second_all": [round(x["decode_tps"], 2) for x in s],
+            **speed,
             "time_to_first_token_s": statistics.median(x["ttft"] for x in s),
-            "ratio_to_llama_cpp": tps / llama_tps,
+            "ratio_to_llama_cpp": speed["decode_tokens_per_second"] / llama_tps,
             "same_greedy_tokens_as_llama_cpp": common_prefix(s[0]["tokens"], reference),
             "generated_tokens": len(s[0]["tokens"]),
         }
@@ -152,22 +152,14 @@ def _label(mode: str) -> str:
     return "llmcli" if mode == "none" else f"llmcli --quantize {mode}"
 
 
-def _tps(times: list[float]) -> float:
-    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-
-
 def print_report(results: dict) -> None:
-    print(header("llama.cpp benchmark", f"{results['threads']} threads · llama-cpp-python {results['llama_cpp_python']}"))
-    print(f"{results['new_tokens']} new tokens, greedy, median of {results['runs']} alternating runs\n")
+    print_decode_header(results, "llama.cpp benchmark", f"llama-cpp-python {results['llama_cpp_python']}")
     for m in results["models"]:
-        rows = [{"side": side, **r} for side, r in m["results"].items()]
         print(
-            table(
-                rows,
+            speed_table(
+                m["model"],
+                m["results"],
                 [
-                    ("side", m["model"], "s"),
-                    ("decode_tokens_per_second", "decode tok/s", ".1f"),
-                    ("decode_tokens_per_second_best", "best run", ".1f"),
                     ("time_to_first_token_s", "first token s", ".3f"),
                     ("ratio_to_llama_cpp", "÷ llama.cpp", ".2f"),
                     ("same_greedy_tokens_as_llama_cpp", "same tokens", "d"),

@@ -21,11 +21,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
 
-from _common import common_prefix, PROMPTS, base_results, header, load_average, table, write_results
-from bench_decode import DEFAULT_PROMPT, TimingStreamer
+from _common import (
+    PROMPTS,
+    TimingStreamer,
+    add_decode_arguments,
+    alternate,
+    base_results,
+    common_prefix,
+    decode_speed,
+    print_decode_header,
+    speed_table,
+    load_average,
+    table,
+    tokens_per_second,
+    use_threads,
+    warm_up,
+    write_results,
+)
 
 
 def main() -> None:
@@ -33,21 +46,17 @@ def main() -> None:
     parser.add_argument("-m", "--model", action="append", help="alias or path (repeatable; default smollm2)")
     parser.add_argument("--modes", default="int8,int4", help="quantizations to compare (default int8,int4)")
     parser.add_argument("--compile", action="store_true", help="also a compiled copy of each (about a minute of compiling each)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_decode_arguments(parser)
     args = parser.parse_args()
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = use_threads(args.threads)
     modes = [m for m in args.modes.split(",") if m and m != "none"]
     results = base_results(
         "quantize",
         torch=torch.__version__,
-        threads=torch.get_num_threads(),
+        threads=threads,
         prompt=args.prompt,
         new_tokens=args.new_tokens,
         runs=args.runs,
@@ -89,34 +98,21 @@ def bench_model(name: str, modes: list[str], args) -> dict:
         streamer = TimingStreamer()
         with torch.inference_mode():
             out = base.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=args.new_tokens, streamer=streamer)
-        t = streamer.times
-        return {"tokens": out[0, len(ids) :].tolist(), "decode_tps": (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 else 0.0}
+        return {"tokens": out[0, len(ids) :].tolist(), "decode_tps": tokens_per_second(streamer.times)}
 
     sides = {"model.generate()": plain, **{f"llmcli {v}": engine(loaded) for v, loaded in variants.items()}}
     loads = {f"llmcli {v}": loaded.load_seconds for v, loaded in variants.items()}  # --compile compiles while loading
-    warmup = {}
-    for side, run in sides.items():  # warm-up; a compiled copy compiles here
-        start = time.perf_counter()
-        run()
-        warmup[side] = time.perf_counter() - start
-        print(f"{label} warm-up {side}: {warmup[side]:.1f} s", file=sys.stderr)
-    samples: dict[str, list[dict]] = {side: [] for side in sides}
-    names = list(sides)
-    for i in range(args.runs):
-        for side in names[i % len(names) :] + names[: i % len(names)]:
-            samples[side].append(sides[side]())
-            print(f"{label} run {i + 1}/{args.runs} {side}: {samples[side][-1]['decode_tps']:.1f} tok/s", file=sys.stderr)
+    warmup = warm_up(sides, label)  # a compiled copy compiles here
+    samples = alternate(sides, args.runs, label)
 
     reference = samples["model.generate()"][0]["tokens"]
     plain_tps = statistics.median(x["decode_tps"] for x in samples["model.generate()"])
     speed = {}
     for side, s in samples.items():
-        tps = statistics.median(x["decode_tps"] for x in s)
+        d = decode_speed(s)
         speed[side] = {
-            "decode_tokens_per_second": tps,
-            "decode_tokens_per_second_best": max(x["decode_tps"] for x in s),
-            "decode_tokens_per_second_all": [round(x["decode_tps"], 2) for x in s],
-            "ratio_to_generate": tps / plain_tps,
+            **d,
+            "ratio_to_generate": d["decode_tokens_per_second"] / plain_tps,
             "same_greedy_tokens_as_float32": common_prefix(s[0]["tokens"], reference),
             "generated_tokens": len(s[0]["tokens"]),
             "warmup_seconds": warmup[side],
@@ -153,17 +149,13 @@ def compare_probs(base, other) -> dict:
 
 
 def print_report(results: dict) -> None:
-    print(header("quantize benchmark", f"{results['threads']} threads · torch {results['torch']}"))
-    print(f"{results['new_tokens']} new tokens, greedy, median of {results['runs']} alternating runs\n")
+    print_decode_header(results, "quantize benchmark", f"torch {results['torch']}")
     for m in results["models"]:
-        rows = [{"side": side, **r} for side, r in m["speed"].items()]
         print(
-            table(
-                rows,
+            speed_table(
+                m["model"],
+                m["speed"],
                 [
-                    ("side", m["model"], "s"),
-                    ("decode_tokens_per_second", "decode tok/s", ".1f"),
-                    ("decode_tokens_per_second_best", "best run", ".1f"),
                     ("ratio_to_generate", "÷ generate()", ".2f"),
                     ("same_greedy_tokens_as_float32", "same tokens", "d"),
                     ("load_seconds", "load s", ".1f"),
