@@ -479,17 +479,15 @@ _SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty"
 
 def recommended_sampling(loaded: LoadedModel) -> dict[str, float]:
     """The sampling values a model's makers recommend: a built-in alias's (from its model
-    card), else those in a Hugging Face model's generation_config.json when it asks for
-    sampling (`do_sample`). Commands use them for the sampling flags the user leaves out."""
+    card), else those its generation config (generation_config.json, as transformers read
+    it; unset values are None) sets when it asks for sampling (`do_sample`). Commands use
+    them for the sampling flags the user leaves out."""
     if loaded.ref.alias:
         return dict(ALIASES[loaded.ref.alias].sampling)
-    try:
-        config = json.loads((loaded.path / "generation_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    config = loaded.model.generation_config
+    if config.do_sample is not True:
         return {}
-    if not isinstance(config, dict) or config.get("do_sample") is not True:
-        return {}
-    return {k: config[k] for k in _SAMPLING_KEYS if isinstance(config.get(k), (int, float)) and not isinstance(config.get(k), bool)}
+    return {k: getattr(config, k) for k in _SAMPLING_KEYS if getattr(config, k, None) is not None}
 
 
 def _compile(model, label: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from llmcli.render import sampling_words
 from llmcli.generation import SamplingSettings
-from llmcli.models import ModelRef, recommended_sampling, resolve
+from llmcli.models import ModelRef, load_model, recommended_sampling
 
 GREEDY_TOP_K = {"do_sample": True, "temperature": 0.0, "top_k": 3}
 
@@ -58,14 +58,15 @@ def test_the_smollm2_alias_recommends_its_model_cards_values(tmp_path):
 )
 def test_a_hugging_face_model_recommends_its_generation_config(tiny_model_dir, tmp_path, config, expected):
     path = with_generation_config(tiny_model_dir, tmp_path / "m", config)
-    assert recommended_sampling(loaded_stub(resolve(str(path)), path)) == expected
+    assert recommended_sampling(load_model(str(path))) == expected
 
 
-def test_a_missing_or_broken_generation_config_recommends_nothing(tmp_path):
-    ref = ModelRef(str(tmp_path), "hf-dir", tmp_path)
-    assert recommended_sampling(loaded_stub(ref, tmp_path)) == {}
-    (tmp_path / "generation_config.json").write_text("{not json")
-    assert recommended_sampling(loaded_stub(ref, tmp_path)) == {}
+def test_a_missing_or_broken_generation_config_recommends_nothing(tiny_model_dir, tmp_path):
+    path = with_generation_config(tiny_model_dir, tmp_path / "m", None)
+    (path / "generation_config.json").unlink()
+    assert recommended_sampling(load_model(str(path))) == {}
+    (path / "generation_config.json").write_text("{not json")
+    assert recommended_sampling(load_model(str(path))) == {}
 
 
 def generate_json(cli, *args) -> dict:
