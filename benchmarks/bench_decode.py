@@ -103,14 +103,15 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
     def floor() -> dict:
         """Only the model: prefill, then argmax and one cached forward per token. No sampler, no text."""
         import torch
-        from transformers import DynamicCache
 
-        cache, tokens, times = DynamicCache(config=model.config), [], []
+        from llmcli import forward
+
+        cache, tokens, times = forward.new_cache(model), [], []
         start = time.perf_counter()
         with torch.inference_mode():
             next_ids = torch.tensor([ids])
             for _ in range(new_tokens):
-                logits = model(input_ids=next_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+                logits = forward.call(model, next_ids, cache=cache, keep=1).logits
                 token = int(logits[0, -1].argmax())
                 times.append(time.perf_counter())
                 tokens.append(token)

@@ -226,6 +226,7 @@ def generate(
     stop_strings: Sequence[str] = (),
     top_logprobs: int = 0,
     context_length: int | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Generation:
     """Start a generation (nothing runs until it is iterated). Raises LlmcliError on bad
     settings, an empty prompt, or a prompt that does not fit the context window."""
@@ -251,6 +252,7 @@ def generate(
         stop_strings=tuple(dict.fromkeys((*settings.stop, *stop_strings))),
         top_logprobs=top_logprobs,
         max_new_tokens=min(settings.max_new_tokens, room),
+        clock=clock,
     )
 
 
@@ -267,9 +269,11 @@ class Generation:
         stop_strings: tuple[str, ...],
         top_logprobs: int,
         max_new_tokens: int,
+        clock: Callable[[], float] = time.perf_counter,
     ):
         import torch
-        from transformers import DynamicCache
+
+        from llmcli import forward
 
         self.model = model
         self.tokenizer = tokenizer
@@ -277,6 +281,7 @@ class Generation:
         self.settings = settings
         self.top_logprobs = top_logprobs
         self.max_new_tokens = max_new_tokens
+        self._clock = clock  # a seam: tests pass a clock they control
         self.end_ids = end_of_turn_ids(model, tokenizer)
         self.text = ""
         self.token_ids: list[int] = []
@@ -288,8 +293,7 @@ class Generation:
             self._generator.manual_seed(settings.seed)
         self._sample = make_sampler(settings, self._generator)
         self._processors = make_logits_processors(settings)
-        self._cache = DynamicCache(config=model.config)
-        self._keep_last = _accepts(model, "logits_to_keep")  # skip the LM head for all but the last position
+        self._cache = forward.new_cache(model)
         self._stats: GenerationStats | None = None
         self._events = self._run()
 
@@ -313,12 +317,12 @@ class Generation:
     def _run(self) -> Iterator[TokenEvent]:
         import torch
 
-        start = time.perf_counter()
+        start = self._clock()
         first_token_at = prefill_seconds = None
         finish = None
         try:
             logits = self._forward(self.prompt_ids)  # prefill: the whole prompt in one pass
-            prefill_seconds = time.perf_counter() - start
+            prefill_seconds = self._clock() - start
             for step in range(self.max_new_tokens):
                 logprobs = torch.log_softmax(logits, dim=-1)  # what the model thinks
                 scores = logits
@@ -326,7 +330,7 @@ class Generation:
                     scores = process(self.prompt_ids + self.token_ids, scores)
                 token = self._sample(scores)  # greedy or a draw
                 self.token_ids.append(token)
-                first_token_at = first_token_at or time.perf_counter()
+                first_token_at = first_token_at or self._clock()
                 end = token in self.end_ids
                 last = end or step == self.max_new_tokens - 1
                 text, stopped = self._stream.flush() if end else self._stream.push(token, final=last)
@@ -348,10 +352,11 @@ class Generation:
         """Logits for the next token after `ids`, extending the KV cache."""
         import torch
 
-        extra = {"logits_to_keep": 1} if self._keep_last else {}
+        from llmcli import forward
+
         with torch.inference_mode():
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.model.device)
-            out = self.model(input_ids=input_ids, past_key_values=self._cache, use_cache=True, **extra)
+            out = forward.call(self.model, input_ids, cache=self._cache, keep=1)  # only the last position's logits
         return out.logits[0, -1].float().cpu()
 
     def _top(self, logprobs: Tensor) -> tuple[tuple[int, str, float], ...]:
@@ -366,7 +371,7 @@ class Generation:
         )
 
     def _finish(self, reason: str, start: float, prefill_seconds: float | None, first_token_at: float | None) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         n = len(self.token_ids)
         after_first = now - first_token_at if first_token_at else 0.0
         self._stats = GenerationStats(
@@ -379,15 +384,6 @@ class Generation:
             peak_memory_bytes=peak_memory_bytes(self.model.device),
             finish_reason=reason,
         )
-
-
-def _accepts(model: Any, parameter: str) -> bool:
-    import inspect
-
-    try:
-        return parameter in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------- text and tokens

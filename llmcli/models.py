@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -518,15 +517,15 @@ def _warm_up(model) -> None:
     """Two decode steps the way the engine calls the model (generation.Generation._forward),
     so its guards match and the real decode reuses the graph."""
     import torch
-    from transformers import DynamicCache
 
-    cache = DynamicCache(config=model.config)
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    from llmcli import forward
+
+    cache = forward.new_cache(model)
     for length in (4, 1, 1):  # a prompt of 4 (1 is a size dynamo specialises), then two steps
         # A new tensor each time, as the engine makes: a slice would have other strides and
         # fail the graph's guards, so the first real step would compile again.
         ids = torch.zeros((1, length), dtype=torch.long, device=model.device)
-        model(input_ids=ids, past_key_values=cache, use_cache=True, **extra)
+        forward.call(model, ids, cache=cache, keep=1)
 
 
 def _load_hf(loader, path: Path, ref: ModelRef, **kwargs):

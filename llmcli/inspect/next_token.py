@@ -27,8 +27,6 @@ Decisions and gotchas:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -262,19 +260,13 @@ def check_prompt(ids: Sequence[int], context_length: int | None, *, extra: int =
 
 def forward_logits(model: Any, ids: Sequence[int], keep: int = 1) -> torch.Tensor:
     """One forward pass over `ids`; the float32 logits of the last `keep` positions, [keep, vocab], on the CPU."""
+    from llmcli import forward
+
     keep = max(1, min(keep, len(ids)))
     input_ids = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
-    kwargs: dict[str, Any] = {"use_cache": False}
-    if _accepts_logits_to_keep(type(model)):
-        kwargs["logits_to_keep"] = keep
     with torch.inference_mode():
-        logits = model(input_ids=input_ids, **kwargs).logits
+        logits = forward.call(model, input_ids, keep=keep).logits
     return logits[0, -keep:].float().cpu()
-
-
-@functools.lru_cache(maxsize=None)
-def _accepts_logits_to_keep(model_class: type) -> bool:
-    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 # ---------------------------------------------------------------------------- distributions
