@@ -102,7 +102,7 @@ def render_catalog(cat: Catalog) -> None:
         t.add_column(col, overflow="fold")
     for a in cat.aliases:
         t.add_row(a.name, a.title, a.kind, "yes" if a.installed else f"no: pip install {a.package}", "yes" if a.cached else "not yet", a.licence)
-    out.print(t)
+    render.print_block(out, t)
     t = Table(title=f"Conversion cache ({cat.cache_dir})", title_justify="left", box=box.SIMPLE_HEAD)
     t.add_column("entry", overflow="fold")
     t.add_column("size", justify="right", no_wrap=True)
@@ -111,14 +111,14 @@ def render_catalog(cat: Catalog) -> None:
         t.add_row(render.literal(c.name), human_bytes(c.bytes), render.literal(c.source))
     if not cat.cache:
         t.add_row("(empty)", "", "")
-    out.print(t)
+    render.print_block(out, t)
     if cat.hub:
         t = Table(title="Hugging Face cache", title_justify="left", box=box.SIMPLE_HEAD)
         t.add_column("model")
         t.add_column("size")
         for h in cat.hub:
             t.add_row(render.literal(h.repo_id), human_bytes(h.bytes))
-        out.print(t)
+        render.print_block(out, t)
 
 
 app = typer.Typer(help="Built-in models, the conversion cache, and the Hugging Face cache.", no_args_is_help=False)

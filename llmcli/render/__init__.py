@@ -16,18 +16,45 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+PIPE_WIDTH = 10_000  # "as wide as it needs": layouts printed into a pipe never wrap a cell
+
 # C0 controls except tab and newline, DEL, and the C1 block. ESC is the dangerous one.
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)]}
 
 
 # Consoles are made per call, not cached: Rich decides colour support when a Console is
-# created, and tests swap sys.stdout between invocations.
+# created, and tests swap sys.stdout between invocations. Into a pipe or a file, a line of
+# text is not wrapped at an imagined 80 columns (soft wrap): a reader gets whole lines.
 def stdout() -> Console:
-    return Console(highlight=False)
+    return _unwrapped_when_piped(Console(highlight=False))
 
 
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _unwrapped_when_piped(Console(stderr=True, highlight=False))
+
+
+def _unwrapped_when_piped(console: Console) -> Console:
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+def print_block(console: Console, renderable: object) -> None:
+    """Print a table (or any layout) as a terminal shows it. Into a pipe or a file it is laid
+    out at its natural width, not squeezed into an imagined 80 columns (no data cell
+    wraps), and without the spaces Rich pads each line with, so lines end where their
+    text does. Only for layouts: model text is printed exactly, trailing spaces and all."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    width = console.width
+    console.width = PIPE_WIDTH
+    try:
+        with console.capture() as captured:
+            console.print(renderable)
+    finally:
+        console.width = width
+    console.file.write("".join(line.rstrip(" ") + "\n" for line in captured.get().splitlines()))
+    console.file.flush()
 
 
 def plain() -> bool:

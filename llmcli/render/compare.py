@@ -398,17 +398,7 @@ def render_probs(sides: Sequence[ProbsSide], agreements: Sequence[Agreement], *,
     models = {s.header.letter: s.header.model for s in sides}
     for a in agreements:
         parts += [Text(), agreement_text(a, models, plain, out.width)]
-    _print(out, Group(*parts), plain)
-
-
-def _print(out: Console, renderable: RenderableType, plain: bool) -> None:
-    """Print; in plain text without the spaces Rich pads table lines with."""
-    if not plain:
-        out.print(renderable)
-        return
-    with out.capture() as captured:
-        out.print(renderable)
-    out.out("".join(line.rstrip() + "\n" for line in captured.get().splitlines()), end="", highlight=False)
+    render.print_block(out, Group(*parts))
 
 
 def probs_table(sides: Sequence[ProbsSide], width: int, plain: bool) -> Table:

@@ -90,7 +90,7 @@ def print_logprobs(tokenizer: Any, events: list[Any]) -> None:
                 alternatives.append(f" {100 * math.exp(logprob):.1f}%", style="dim")
             row.append(alternatives)
         table.add_row(*row)
-    render.stderr().print(table)
+    render.print_block(render.stderr(), table)
 
 
 def _token(tokenizer: Any, token_id: int, style: str = "") -> Text:

@@ -66,4 +66,4 @@ def render_info(info: ModelInfo, load_seconds: float) -> None:
         row("cache entry", origin["cache_entry"])
     elif origin["weights"] != origin["source"]:
         row("weights", origin["weights"])
-    out.print(table)
+    render.print_block(out, table)
