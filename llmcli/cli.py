@@ -93,10 +93,13 @@ def root(
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show library logs, progress bars and tracebacks.")
+        bool, typer.Option("--verbose", "-v", help="Show library warnings, logs, progress bars and tracebacks.")
     ] = False,
 ) -> None:
+    from llmcli import logs
+
     state.verbose = verbose
+    logs.configure(verbose)  # before any command imports torch or transformers
 
 
 # Each module's `register(app)` adds its command(s); none imports torch at module level.
