@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.asserts import assert_one_line_error
+
 import json
 import subprocess
 import sys
@@ -70,7 +72,8 @@ def test_bad_options_are_one_line_errors_before_loading(cli, args, message):
 
 def test_unknown_model_is_one_line(cli):
     r = cli("chat", "-m", "/nonexistent/model", input="hi\n")
-    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert r.exit_code == 1
+    assert_one_line_error(r, "no such file or directory: /nonexistent/model", "hint: check the path")
 
 
 def test_help_lists_the_chat_options(cli):

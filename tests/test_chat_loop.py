@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -236,7 +237,9 @@ def test_loaded_text_is_never_markup_or_control_codes(tiny, tmp_path):
     assert "[bold red]hi[/bold red]" in chat.text and "[link=http://x]click[/link]" in chat.text
     assert "\x1b[2J" not in chat.text and "\\x1b[2J" in chat.text
     assert "interrupted" in chat.text
-    assert "saved with x, continuing with" in chat.text
+    # The notice names the loaded model, a path as long as the checkout's: compare words, not line breaks.
+    words = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", chat.text).split())  # styles and line breaks aside
+    assert f"saved with x, continuing with {chat.loop.loaded.label}" in words
 
 
 def test_clear_forgets_the_turns_but_keeps_the_system_prompt(tiny):
@@ -264,10 +267,33 @@ def test_tokens_shows_the_reply_and_the_prompt(tiny):
 
 
 def test_probs_shows_the_next_token_table(tiny):
-    chat = run(tiny, "hello", "/probs 5", "/set top_k 3", "/probs", "/probs many")
+    chat = run(tiny, "hello", "/probs 5", "/probs many")
     text = chat.text
-    assert "Next token after" in text
+    assert "Next token after" in text and text.count("\n   5  ") == 1  # five rows, once
     assert "/probs takes a number of rows" in text
+
+
+def test_probs_shows_the_sessions_sampler_cuts(tiny):
+    """After `/set top_k 3` at temperature 0.8: a T=0.8 column and a top-k 3 column whose
+    numbers are softmax(logits / 0.8) renormalised over the three best, computed here."""
+    import torch
+
+    settings = SamplingSettings(temperature=0.8, max_new_tokens=6, seed=1)
+    chat = run(tiny, "hello", "/set top_k 3", "/probs 5", settings=settings)
+    rows = {line.split()[2]: line.split() for line in chat.text.splitlines() if re.match(r"^\s+[1-5]\s", line)}
+    header = next(line for line in chat.text.splitlines() if line.startswith("rank"))
+    assert header.split()[-3:] == ["T=0.8", "top-k", "3"]
+    prompt = chat.loop.build_prompt(upto=1)  # where the reply began
+    with torch.no_grad():
+        logits = tiny.model(torch.tensor([prompt.ids])).logits[0, -1].double()
+    at_t = torch.softmax(logits / 0.8, dim=-1)
+    order = torch.argsort(logits, descending=True)
+    kept = at_t[order[:3]] / at_t[order[:3]].sum()
+    for rank, token_id in enumerate(order[:5].tolist()):
+        cells = rows[str(token_id)]
+        assert cells[-2] == f"{100 * at_t[token_id]:.2f}%"
+        assert cells[-1] == (f"{100 * kept[rank]:.2f}%" if rank < 3 else "cut")
+    assert re.search(r"survivors\s+512\s+512\s+3$", chat.text, re.M)
 
 
 def test_a_conversation_outgrowing_the_window_drops_the_oldest_turns_and_says_so_once(tiny):
@@ -373,7 +399,14 @@ def test_a_base_model_chats_through_the_plain_text_template(tiny_base):
 
 
 def test_markdown_mode_prints_the_reply_and_the_stats(tiny):
+    """The reply as Rich renders its Markdown (control characters made visible), then the stats."""
+    from rich.markdown import Markdown
+
     chat = run(tiny, "hello", markdown=True)
-    assert "tok/s" in chat.text
     reply = chat.session.messages[1].content
-    assert any(word in chat.text for word in reply.split())
+    expected = console()
+    expected.print(Markdown(escape_controls(reply)))
+    shown = [line.strip() for line in expected.file.getvalue().splitlines() if line.strip()]
+    lines = [line.strip() for line in chat.text.splitlines() if line.strip()]
+    assert shown and lines[: len(shown)] == shown
+    assert re.match(r"^6 tokens · [\d.]+ tok/s · first token", lines[len(shown)])

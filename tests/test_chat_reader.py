@@ -20,11 +20,12 @@ def paste(text: str) -> str:
     return f"\x1b[200~{text}\x1b[201~"
 
 
-def read_all(keys: str, tmp_path) -> list[str | None]:
+def read_all(keys: str, tmp_path, history=None) -> list[str | None]:
     """Type `keys` into the real prompt-toolkit reader; collect messages until Ctrl-D."""
     with create_pipe_input() as pipe:
         pipe.send_text(keys)
-        read = terminal_reader(commands.completions(), history=tmp_path / "history", input=pipe, output=DummyOutput())
+        history = history or tmp_path / "history"
+        read = terminal_reader(commands.completions(), history=history, input=pipe, output=DummyOutput())
         got = []
         while (line := read()) is not None:
             got.append(line)
@@ -114,7 +115,9 @@ def test_keys_are_not_echoed_while_the_model_writes_and_echo_comes_back():
             with keys_not_echoed(tty):
                 assert not termios.tcgetattr(slave)[3] & termios.ECHO
                 assert termios.tcgetattr(slave)[3] & termios.ISIG  # Ctrl-C still interrupts
+                os.write(master, b"typed ahead\n")
             assert termios.tcgetattr(slave)[3] & termios.ECHO
+            assert os.read(slave, 100) == b"typed ahead\n"  # kept for the next prompt, not flushed
     finally:
         os.close(master)
         os.close(slave)
@@ -123,5 +126,16 @@ def test_keys_are_not_echoed_while_the_model_writes_and_echo_comes_back():
 def test_keys_not_echoed_is_harmless_without_a_terminal():
     from llmcli.chat.reader import keys_not_echoed
 
-    with keys_not_echoed(io.StringIO()):
-        pass
+    ran = []
+    with keys_not_echoed(io.StringIO()):  # no file descriptor: nothing to switch
+        ran.append(True)
+    assert ran == [True]
+
+
+def test_history_is_recalled_in_the_next_session(tmp_path):
+    """What was sent in one chat comes back with Up in the next (the same history file)."""
+    history = tmp_path / "history"
+    assert read_all("what is a token?" + ENTER + CTRL_D, tmp_path, history=history) == ["what is a token?"]
+    UP = "\x1b[A"
+    assert read_all(UP + ENTER + CTRL_D, tmp_path, history=history) == ["what is a token?"]
+    assert read_all(UP + ENTER + CTRL_D, tmp_path, history=tmp_path / "other") == [""]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -185,9 +186,15 @@ def test_logprobs_table_goes_to_stderr(cli, tiny_model_dir, tiny):
     data = run_json(cli, "-m", tiny_model_dir, "--raw", "-t", "0", "-n", "5", "Hello")
     result = cli("generate", "-m", tiny_model_dir, "--raw", "-t", "0", "-n", "5", "--logprobs", "2", "Hello")
     assert result.stdout == as_printed(data["text"])
-    assert "logprob" in result.stderr
-    for token in data["token_ids"]:
-        assert str(token) in result.stderr
+    model, _ = tiny
+    rows = [line.split() for line in result.stderr.splitlines() if re.match(r"^\d+\s", line)]
+    assert [int(cells[0]) for cells in rows] == [1, 2, 3, 4, 5]
+    so_far = data["prompt_token_ids"]
+    for cells, token in zip(rows, data["token_ids"]):
+        with torch.no_grad():  # the model's own log-probability, computed here without a cache
+            logprob = torch.log_softmax(model(torch.tensor([so_far])).logits[0, -1].double(), dim=-1)[token]
+        assert cells[2] == str(token) and cells[3] == f"{float(logprob):.3f}"
+        so_far = [*so_far, token]
 
 
 def test_ctrl_c_keeps_what_was_generated(cli, tiny_model_dir, monkeypatch):

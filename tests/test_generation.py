@@ -317,14 +317,28 @@ def test_a_caller_that_stops_early_gets_interrupted_stats(tiny):
     assert generation.stats.finish_reason == "interrupted" and generation.stats.generated_tokens == 3
 
 
-def test_stats_add_up(tiny):
-    model, tokenizer = tiny
+def test_stats_add_up(tiny_model_dir, monkeypatch):
+    """On a clock the test controls: the prefill pass takes 5 s and each decode pass 1 s,
+    so every figure has one right value."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    now = [100.0]
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def timed(*args, **kwargs):
+        now[0] += 5.0 if kwargs["input_ids"].shape[-1] > 1 else 1.0
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", timed)
     ids = build_raw_prompt(tokenizer, "Once upon a time").ids
-    stats = generate(model, tokenizer, ids, greedy(20)).run().stats
-    assert stats.prompt_tokens == len(ids) and stats.generated_tokens == 20
-    assert 0 < stats.time_to_first_token <= stats.total_seconds
-    assert stats.prefill_tokens_per_second > 0 and stats.decode_tokens_per_second > 0
-    assert stats.decode_tokens_per_second == pytest.approx(19 / (stats.total_seconds - stats.time_to_first_token), rel=0.2)
+    stats = generate(model, tokenizer, ids, greedy(20), clock=lambda: now[0]).run().stats
+    assert stats.prompt_tokens == len(ids) > 1 and stats.generated_tokens == 20
+    assert stats.time_to_first_token == 5.0  # the prefill, then the first token is sampled at once
+    assert stats.prefill_tokens_per_second == len(ids) / 5.0
+    assert stats.total_seconds == 5.0 + 19  # one pass for each token after the first
+    assert stats.decode_tokens_per_second == 19 / 19.0
+    assert stats.finish_reason == "length"
     assert stats.peak_memory_bytes > 0
 
 
@@ -425,9 +439,17 @@ def test_special_token_bytes_are_its_text(tiny):
     assert token_bytes(tokenizer, tokenizer.eos_token_id) == tokenizer.eos_token.encode()
 
 
-def test_logprob_probability_sums_to_one_over_the_vocabulary(tiny):
-    """Sanity check of the alternatives' scale: the top-N of a small vocabulary cover most of it."""
+def test_top_logprobs_are_a_direct_log_softmax(tiny):
+    """The alternatives of each step: the top N of log_softmax(logits) computed without a cache."""
     model, tokenizer = tiny
     ids = build_raw_prompt(tokenizer, "Hello").ids
-    (event,) = list(generate(model, tokenizer, ids, greedy(1), top_logprobs=len(tokenizer)))
-    assert math.fsum(math.exp(lp) for _, _, lp in event.top) == pytest.approx(1.0, abs=1e-4)
+    events = list(generate(model, tokenizer, ids, greedy(3), top_logprobs=5))
+    so_far = list(ids)
+    for event in events:
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([so_far])).logits[0, -1].double(), dim=-1)
+        values, top_ids = torch.topk(logprobs, 5)
+        assert [i for i, _, _ in event.top] == top_ids.tolist()
+        assert [lp for _, _, lp in event.top] == pytest.approx(values.tolist(), abs=1e-5)
+        assert [piece for _, piece, _ in event.top] == [tokenizer.decode([i]) for i in top_ids.tolist()]
+        so_far.append(event.id)

@@ -52,10 +52,15 @@ def test_info_of_a_base_model_says_no_template(cli, tiny_base_dir):
 
 
 def test_info_table_is_plain_when_piped(cli, tiny_model_dir):
+    """Piped: no escape codes, no trailing padding, one `key  value` line per fact."""
     r = cli("info", "-m", tiny_model_dir)
     assert r.exit_code == 0
     assert "\x1b" not in r.stdout
-    assert "layers" in r.stdout and "parameters" in r.stdout
+    lines = r.stdout.splitlines()
+    assert all(line == line.rstrip() for line in lines)
+    facts = {line.split("  ")[0].strip(): line.split("  ", 1)[1].strip() for line in lines if "  " in line.strip()}
+    assert facts["layers"] == "2" and facts["hidden size"] == "64" and facts["vocabulary"] == "512"
+    assert facts["attention heads"] == "4 query, 2 key/value, head dim 16"
 
 
 @pytest.mark.parametrize(

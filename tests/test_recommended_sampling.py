@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from llmcli.render import sampling_words
 from llmcli.generation import SamplingSettings
-from llmcli.models import ModelRef, load_model, recommended_sampling
+from llmcli.models import load_model, recommended_sampling
 
 GREEDY_TOP_K = {"do_sample": True, "temperature": 0.0, "top_k": 3}
 
@@ -36,14 +35,16 @@ def recommending_dir(tiny_model_dir, tmp_path_factory) -> Path:
     return with_generation_config(tiny_model_dir, tmp_path_factory.mktemp("recommending") / "m", GREEDY_TOP_K)
 
 
-def loaded_stub(ref: ModelRef, path: Path) -> SimpleNamespace:
-    return SimpleNamespace(ref=ref, path=path)
-
-
-def test_the_smollm2_alias_recommends_its_model_cards_values(tmp_path):
-    ref = ModelRef("smollm2", "alias", alias="smollm2")
-    assert recommended_sampling(loaded_stub(ref, tmp_path)) == {"temperature": 0.2, "top_p": 0.9}
-    assert recommended_sampling(loaded_stub(ModelRef("gemma3-270m", "alias", alias="gemma3-270m"), tmp_path)) == {}
+@pytest.mark.integration
+def test_the_smollm2_alias_samples_with_its_model_cards_values(real_cache, cli):
+    """SmolLM2-135M-Instruct's model card generates with temperature 0.2 and top-p 0.9; what
+    the engine ran with is what `generate --json` reports, and a typed flag replaces only itself."""
+    left_out = generate_json(cli, "-m", "smollm2")["settings"]
+    assert (left_out["temperature"], left_out["top_p"], left_out["top_k"]) == (0.2, 0.9, None)
+    typed = generate_json(cli, "-m", "smollm2", "-t", "0.5")["settings"]
+    assert (typed["temperature"], typed["top_p"]) == (0.5, 0.9)
+    gemma = generate_json(cli, "-m", "gemma3-270m")["settings"]  # a base model with no card values: llmcli's own
+    assert (gemma["temperature"], gemma["top_p"]) == (0.7, None)
 
 
 @pytest.mark.parametrize(
