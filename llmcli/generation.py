@@ -41,7 +41,6 @@ Decisions and gotchas:
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass, fields
@@ -460,38 +459,6 @@ def end_of_turn_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     special = {t.content: i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
     ids.update(special[name] for name in END_TOKENS if name in special)
     return frozenset(ids)
-
-
-def token_bytes(tokenizer: Any, token_id: int) -> bytes:
-    """The raw bytes a token stands for (a partial UTF-8 character for split emoji/CJK)."""
-    piece = tokenizer.convert_ids_to_tokens(token_id)
-    if token_id in getattr(tokenizer, "added_tokens_decoder", {}):
-        return piece.encode()
-    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
-        return bytes([int(piece[3:5], 16)])
-    if _is_byte_level(tokenizer):
-        table = _byte_decoder()
-        if all(c in table for c in piece):
-            return bytes(table[c] for c in piece)
-    return piece.replace("\u2581", " ").encode()  # SentencePiece marks spaces with ▁
-
-
-def _is_byte_level(tokenizer: Any) -> bool:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    return backend is not None and "ByteLevel" in type(backend.decoder).__name__
-
-
-@functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's map from the printable stand-in characters back to bytes."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
 
 
 def peak_memory_bytes(device: Any) -> int:

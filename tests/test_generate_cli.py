@@ -18,7 +18,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmcli.generation import token_bytes
+from llmcli.tokens import token_bytes
 from llmcli.prompting import PROMPTS_DIR
 
 

@@ -31,11 +31,11 @@ from llmcli.generation import (
     make_logits_processors,
     make_sampler,
     min_p_filter,
-    token_bytes,
     top_k_filter,
     top_p_filter,
 )
 from llmcli.prompting import Message, build_chat_prompt, build_raw_prompt
+from llmcli.tokens import token_bytes
 
 PROMPTS = ["The capital of France is", "def add(a, b):", "Once upon a time", "I love pizza 🍕 and"]
 TRICKY = [

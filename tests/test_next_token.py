@@ -14,6 +14,7 @@ import torch
 
 from llmcli.errors import BadInput
 from llmcli.inspect import next_token as nt
+from llmcli.tokens import piece_text
 
 PROMPT = "The capital of France is"
 
@@ -122,12 +123,12 @@ def test_parse_temperatures_refuses_nonsense(text):
 def test_token_text_is_the_piece_and_partial_characters_show_their_bytes(loaded):
     tok = loaded.tokenizer
     space_the = tok.encode(" the", add_special_tokens=False)
-    assert nt.piece_text(tok, space_the[0]).startswith(" ")
+    assert piece_text(tok, space_the[0]).startswith(" ")
     pizza = tok.encode("🍕", add_special_tokens=False)
     assert len(pizza) > 1  # the emoji is split into byte pieces
-    pieces = [nt.piece_text(tok, i) for i in pizza]
+    pieces = [piece_text(tok, i) for i in pizza]
     assert all("\ufffd" not in p for p in pieces)
-    assert "".join(pieces) == "".join(f"\\x{b:02x}" for b in "🍕".encode())
+    assert "".join(pieces) == "".join(f"<0x{b:02X}>" for b in "🍕".encode())  # as tokenize writes them
     assert nt.special_ids(tok) >= {tok.convert_tokens_to_ids("<|im_end|>")}
     assert nt.prompt_tokens(tok, [2])[0].special
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from llmcli.errors import BadInput
+from llmcli import tokens as token_text
 from llmcli.inspect import tokens as core
 
 # The strings the issue names: accents, CJK, emoji with ZWJ sequences, whitespace runs,
@@ -51,10 +52,10 @@ def hf_tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(path)
 
 
-def fast_view(path: Path) -> core.TokenizerView:
+def fast_view(path: Path) -> token_text.TokenizerView:
     import tokenizers
 
-    return core.TokenizerView(tokenizers.Tokenizer.from_file(str(path / "tokenizer.json")))
+    return token_text.TokenizerView(tokenizers.Tokenizer.from_file(str(path / "tokenizer.json")))
 
 
 # ---------------------------------------------------------------- ids equal transformers
@@ -63,7 +64,7 @@ def fast_view(path: Path) -> core.TokenizerView:
 @pytest.mark.parametrize("text", HARD_CASES)
 def test_ids_equal_transformers_on_both_paths(kind_dir, text):
     hf = hf_tokenizer(kind_dir)
-    for view in (fast_view(kind_dir), core.TokenizerView(hf)):
+    for view in (fast_view(kind_dir), token_text.TokenizerView(hf)):
         for add in (True, False):
             expected = hf.encode(text, add_special_tokens=add, split_special_tokens=True)
             assert view.encode(text, add_special=add) == expected
@@ -83,7 +84,7 @@ def test_token_bytes_join_to_the_text(kind_dir, text):
 def test_the_two_paths_give_the_same_records(kind_dir):
     text = "Café 🍕 <|im_end|>\t x"
     fast = core.tokenize(fast_view(kind_dir), text, "m")
-    slow = core.tokenize(core.TokenizerView(hf_tokenizer(kind_dir)), text, "m")
+    slow = core.tokenize(token_text.TokenizerView(hf_tokenizer(kind_dir)), text, "m")
     assert fast == slow
 
 
@@ -152,12 +153,12 @@ def test_json_shape(tiny_model_dir):
     ],
 )
 def test_bytes_to_text(data, text):
-    assert core.bytes_to_text(data) == text
+    assert token_text.bytes_to_text(data) == text
 
 
 def test_spanning_characters_follow_partial_tokens():
-    def toks(*chunks: bytes) -> list[core.Token]:
-        return [core.Token(i, i, "", core.bytes_to_text(c), c, False) for i, c in enumerate(chunks)]
+    def toks(*chunks: bytes) -> list[token_text.Token]:
+        return [token_text.Token(i, i, "", token_text.bytes_to_text(c), c, False) for i, c in enumerate(chunks)]
 
     pizza = "🍕".encode()
     assert core.spanning_characters(toks(b" " + pizza[:2], pizza[2:3], pizza[3:])) == {2: "🍕"}
@@ -233,7 +234,7 @@ def _chat(tokenizer, text: str, system: str | None = None) -> core.ChatTokenizat
     messages = ([Message("system", system)] if system else []) + [Message("user", text)]
     prompt = build_chat_prompt(tokenizer, messages)
     return core.chat_tokenization(
-        core.TokenizerView(tokenizer), prompt.text, prompt.ids, [(m.role, m.content) for m in messages], "m", prompt.mode
+        token_text.TokenizerView(tokenizer), prompt.text, prompt.ids, [(m.role, m.content) for m in messages], "m", prompt.mode
     )
 
 

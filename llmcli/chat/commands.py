@@ -303,7 +303,9 @@ def show_prompt(loop: ChatLoop) -> None:
     if not prompt.text:
         loop.info(f"the prompt is empty so far ({how}, no system prompt); {where}")
         return
-    body = marked_prompt(prompt.text, _special_strings(loop.loaded.tokenizer))
+    from llmcli.tokens import special_strings
+
+    body = marked_prompt(prompt.text, list(special_strings(loop.loaded.tokenizer)))
     body.append("▏", style="bold green")  # where the model (or your next message) takes over
     title = Text("the prompt, as the model reads it", style="bold")
     subtitle = Text(f"{count} · {how} · ↵ newline · ▏ {where}", style="dim")
@@ -371,13 +373,6 @@ def marked_prompt(text: str, specials: list[str]) -> Text:
             out.append(render.escape_controls(text[i:j]))
             i = j
     return out
-
-
-def _special_strings(tokenizer) -> list[str]:
-    names = list(getattr(tokenizer, "all_special_tokens", []) or [])
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    names += [t.content for t in added.values() if getattr(t, "special", False)]
-    return names
 
 
 def _value(value) -> str:

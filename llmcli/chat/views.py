@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 def show_tokens(loop: ChatLoop, which: str) -> None:
     """The last reply as the model wrote it (its own token ids when known), or the whole prompt."""
-    from llmcli.inspect.tokens import Tokenization, TokenizerView, chat_tokenization, tokenize
+    from llmcli.inspect.tokens import Tokenization, chat_tokenization, tokenize
+    from llmcli.tokens import TokenizerView
     from llmcli.render.tokens import header, spans, summary
 
     view = TokenizerView(loop.loaded.tokenizer)

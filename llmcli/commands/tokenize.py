@@ -115,7 +115,8 @@ def tokenize(
 
 
 def _chat(name: str | None, text: str, system: str | None):
-    from llmcli.inspect.tokens import TokenizerView, chat_tokenization
+    from llmcli.inspect.tokens import chat_tokenization
+    from llmcli.tokens import TokenizerView
     from llmcli.models import load_tokenizer
     from llmcli.prompting import Message, build_chat_prompt
 
@@ -211,7 +212,7 @@ def _utf8(data: bytes, where: str) -> str:
 
 def load_view(name: str | None):
     """A TokenizerView for a model, and the label to show: the fast path when it can be taken."""
-    from llmcli.inspect.tokens import TokenizerView
+    from llmcli.tokens import TokenizerView
     from llmcli.models import cached_tokenizer_json, load_tokenizer, resolve
 
     ref = resolve(name)

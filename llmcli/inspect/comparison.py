@@ -7,7 +7,7 @@ Decisions and gotchas:
 - Tokens are compared by their decoded text, never by id: two tokenizers give the same id
   to unrelated pieces (id 669 is " The" in Gemma's vocabulary and something else in
   SmolLM2's). The text is what `probs` shows (`piece_text`: a piece that is part of a
-  multi-byte character is its `\\xNN` bytes), so equal texts mean equal bytes.
+  multi-byte character is its `<0xNN>` bytes), so equal texts mean equal bytes.
 - Top-1 agreement is exact: " Paris" and "Paris" differ (one starts a new word, the other
   glues on). Whether they would agree ignoring surrounding whitespace is reported
   beside it, because a base model continuing raw text and an instruct model starting a
@@ -30,7 +30,8 @@ from typing import Any, Sequence
 
 import torch
 
-from llmcli.inspect.next_token import NextTokenTable, _finite, piece_text, special_ids
+from llmcli.inspect.next_token import NextTokenTable, _finite
+from llmcli.tokens import piece_text, special_ids
 
 
 @dataclass(frozen=True)

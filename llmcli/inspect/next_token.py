@@ -16,9 +16,9 @@ Decisions and gotchas:
   feeds them float64 logits, so a top-p cut is the exact set the definition gives; the
   sampler itself works in float32 and can differ on a boundary token worth ~1e-6.
 - `--steps` runs the engine's `generate` itself, so its picks are exactly `llmcli generate`'s.
-- A token's text is what it decodes to on its own. A piece that is part of a multi-byte
-  character (byte-level BPE, or SentencePiece `<0xNN>` byte fallback) decodes to U+FFFD; it is
-  shown as its bytes instead, `\\xe2\\x80`.
+- A token's text is `llmcli.tokens.piece_text`: its bytes as text, a piece that is part of a
+  multi-byte character (byte-level BPE, or SentencePiece `<0xNN>` byte fallback) written as
+  `<0xE2><0x80>`, as `tokenize` writes it, never as a silent U+FFFD.
 - A `--target` is tokenized on its own (no BOS, special-token text kept literal) and appended to
   the prompt; a leading space usually belongs to the target (" Paris"), as in the table.
 - Only the logits needed are computed (`logits_to_keep`): the full [tokens x vocabulary]
@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import torch
 
 from llmcli.errors import BadInput
+from llmcli.tokens import piece_text, special_ids
 
 # ---------------------------------------------------------------------------- data
 
@@ -215,24 +216,6 @@ def _finite(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- token text
-
-
-def piece_text(tokenizer: Any, token_id: int) -> str:
-    """What one token decodes to on its own; a partial UTF-8 character as `\\xNN` escapes."""
-    text = tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    if "\ufffd" in text:
-        from llmcli.generation import token_bytes
-
-        return token_bytes(tokenizer, token_id).decode("utf-8", errors="backslashreplace")
-    return text
-
-
-def special_ids(tokenizer: Any) -> frozenset[int]:
-    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
-    for token_id, added in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items():
-        if getattr(added, "special", False):
-            ids.add(int(token_id))
-    return frozenset(ids)
 
 
 def prompt_tokens(tokenizer: Any, ids: Sequence[int]) -> tuple[PromptToken, ...]:

@@ -1,67 +1,25 @@
 """Text to tokens and back, as plain data: what `tokenize` and `detokenize` show.
 
-A `TokenizerView` puts one interface over the two kinds of tokenizer llmcli meets: a
-bare `tokenizers.Tokenizer` read from a cache entry's tokenizer.json (the fast path: it
-loads in a tenth of a second where transformers takes seconds), and a transformers
-tokenizer (everything else, and `--chat`, which needs `apply_chat_template`). Both give
-the ids `tokenizer.encode` gives; the tests check it on hard text.
-
-Decisions and gotchas:
-- Literal special-token text in the input ("<|im_start|>") is not turned into a special
-  token unless `parse_special` (transformers' `split_special_tokens=True`): tokenize
-  shows what a user's text costs, and a prompt that smuggles in control tokens is exactly
-  what a user wants to see split.
-- A token's `bytes` are computed the way the tokenizer's decoder would produce them
-  (byte-level BPE's byte-to-unicode map; SentencePiece's `▁` and `<0xNN>` byte fallback),
-  so partial UTF-8 (an emoji over three tokens) is exact. Its `text` writes the bytes that
-  do not make a whole character on their own as `<0xNN>`, never as a silent U+FFFD.
-- Joined, the tokens' bytes are the input's bytes (plus any BOS/EOS the tokenizer adds).
+The tokens themselves (ids to bytes and text, the two kinds of tokenizer) are
+`llmcli.tokens`'; this module builds the views' data from them: a tokenization with its
+counts, a chat prompt with the template's tokens told apart from the messages', and ids
+turned back into text. Joined, the tokens' bytes are the input's bytes (plus any BOS/EOS
+the tokenizer adds).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from llmcli.errors import BadInput
+from llmcli.tokens import Token, TokenizerView
 
-_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _INT = re.compile(r"[+-]?\d+")
 
 
 # ---------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class Token:
-    index: int
-    id: int
-    piece: str  # as the vocabulary stores it: "Ġhello", "▁hello", "<0xF0>", "<|im_start|>"
-    text: str  # what it decodes to; bytes that are not a whole character written <0xNN>
-    bytes: bytes
-    special: bool
-
-    @property
-    def complete(self) -> bool:
-        """True when the token's bytes are whole UTF-8 characters on their own."""
-        try:
-            self.bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "id": self.id,
-            "piece": self.piece,
-            "text": self.text,
-            "bytes": self.bytes.hex(),
-            "special": self.special,
-        }
 
 
 @dataclass(frozen=True)
@@ -140,146 +98,7 @@ class Detokenization:
         return {"model": self.model, "text": self.text, "tokens": [t.to_dict() for t in self.tokens]}
 
 
-# ---------------------------------------------------------------- the tokenizer view
-
-
-class TokenizerView:
-    """Encode, decode and take apart tokens with either kind of tokenizer.
-
-    `TokenizerView(tokenizers.Tokenizer)` is the fast path; `TokenizerView(hf_tokenizer)`
-    calls transformers for encoding and decoding, so its ids are transformers' by
-    construction.
-    """
-
-    def __init__(self, tokenizer: Any):
-        import tokenizers
-
-        self.hf = None if isinstance(tokenizer, tokenizers.Tokenizer) else tokenizer
-        backend = tokenizer if self.hf is None else getattr(tokenizer, "_tokenizer", None)
-        self.backend = backend if isinstance(backend, tokenizers.Tokenizer) else None
-        self._decoder = _decoder_kind(self.backend)
-        if self.backend is not None:
-            added = self.backend.get_added_tokens_decoder()
-        else:
-            added = dict(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-        self.special_ids = frozenset(i for i, t in added.items() if getattr(t, "special", False)) | frozenset(
-            getattr(self.hf, "all_special_ids", ()) or ()
-        )
-
-    # -- the tokenizer's own operations
-
-    def encode(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        if self.hf is not None:
-            return list(self.hf.encode(text, add_special_tokens=add_special, split_special_tokens=not parse_special))
-        assert self.backend is not None
-        self.backend.encode_special_tokens = not parse_special
-        return list(self.backend.encode(text, add_special_tokens=add_special).ids)
-
-    def decode(self, ids: Sequence[int], skip_special: bool = False) -> str:
-        if self.hf is not None:
-            return self.hf.decode(list(ids), skip_special_tokens=skip_special, clean_up_tokenization_spaces=False)
-        assert self.backend is not None
-        return self.backend.decode(list(ids), skip_special_tokens=skip_special)
-
-    @property
-    def vocab_size(self) -> int:
-        if self.hf is not None:
-            return len(self.hf)
-        assert self.backend is not None
-        return self.backend.get_vocab_size(with_added_tokens=True)
-
-    def piece(self, token_id: int) -> str | None:
-        if self.hf is not None:
-            piece = self.hf.convert_ids_to_tokens(token_id)
-        else:
-            assert self.backend is not None
-            piece = self.backend.id_to_token(token_id)
-        return piece if isinstance(piece, str) else None
-
-    # -- taking a token apart
-
-    def token_bytes(self, token_id: int, piece: str) -> bytes:
-        """The bytes this token contributes to decoded text, as its decoder would produce them."""
-        if self._decoder == "byte-level":
-            table = _unicode_to_byte()
-            if all(c in table for c in piece):
-                return bytes(table[c] for c in piece)
-            return piece.encode("utf-8")  # added tokens outside the byte alphabet ("\n") are literal
-        if self._decoder in ("sentencepiece", "unknown"):
-            match = _BYTE_PIECE.fullmatch(piece)
-            if match:  # byte fallback: SentencePiece's decoder turns <0xNN> into the byte
-                return bytes([int(match.group(1), 16)])
-            if self._decoder == "sentencepiece" or "▁" in piece:
-                return piece.replace("▁", " ").encode("utf-8")
-        return self.decode([token_id]).encode("utf-8")
-
-    def token(self, index: int, token_id: int) -> Token:
-        piece = self.piece(token_id)
-        if piece is None:
-            raise BadInput(f"token id {token_id} is not in the vocabulary", f"ids run from 0 to {self.vocab_size - 1}")
-        data = self.token_bytes(token_id, piece)
-        return Token(index, token_id, piece, bytes_to_text(data), data, token_id in self.special_ids)
-
-    def tokens(self, ids: Iterable[int]) -> tuple[Token, ...]:
-        return tuple(self.token(i, token_id) for i, token_id in enumerate(ids))
-
-
-def _decoder_kind(backend: Any) -> str:
-    """"byte-level", "sentencepiece" (▁ for spaces, maybe <0xNN> fallback), "other", or "unknown"."""
-    if backend is None or backend.decoder is None:
-        return "unknown"
-    try:
-        state = json.loads(backend.decoder.__getstate__())
-    except Exception:  # an exotic decoder: fall back to decoding tokens one by one
-        return "other"
-    kinds = json.dumps(state)
-    if '"ByteLevel"' in kinds:
-        return "byte-level"
-    if "▁" in kinds or '"Metaspace"' in kinds or '"ByteFallback"' in kinds:
-        return "sentencepiece"
-    return "other"
-
-
-@lru_cache(maxsize=1)
-def _unicode_to_byte() -> dict[str, int]:
-    """GPT-2's byte-level alphabet, inverted: the printable stand-in character -> the byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[chr(b)] = b
-        else:
-            chars[chr(256 + extra)] = b
-            extra += 1
-    return chars
-
-
-def segments(data: bytes) -> list[tuple[str, bytes | None]]:
-    """Split bytes into runs of whole characters `(text, None)` and stray bytes `("", bytes)`."""
-    out: list[tuple[str, bytes | None]] = []
-    i = 0
-    while i < len(data):
-        try:
-            out.append((data[i:].decode("utf-8"), None))
-            break
-        except UnicodeDecodeError as e:
-            if e.start:
-                out.append((data[i : i + e.start].decode("utf-8"), None))
-            end = i + e.start + 1  # one stray byte at a time, so no whole character hides behind it
-            out.append(("", data[i + e.start : end]))
-            i = end
-    merged: list[tuple[str, bytes | None]] = []
-    for text, raw in out:  # neighbouring stray bytes make one run
-        if raw is not None and merged and merged[-1][1] is not None:
-            merged[-1] = ("", merged[-1][1] + raw)
-        else:
-            merged.append((text, raw))
-    return merged
-
-
-def bytes_to_text(data: bytes) -> str:
-    """Decode UTF-8, writing each byte that is not part of a whole character as `<0xNN>`."""
-    return "".join(text if raw is None else "".join(f"<0x{b:02X}>" for b in raw) for text, raw in segments(data))
+# ---------------------------------------------------------------- characters split over tokens
 
 
 def spanning_characters(tokens: Sequence[Token]) -> dict[int, str]:

@@ -94,21 +94,15 @@ def print_logprobs(tokenizer: Any, events: list[Any]) -> None:
 
 
 def _token(tokenizer: Any, token_id: int, style: str = "") -> Text:
-    return Text(render.visible_whitespace(_shown(tokenizer, token_id)) or "∅", style=style)
+    from llmcli.tokens import piece_text
+
+    return Text(render.visible_whitespace(piece_text(tokenizer, token_id)) or "∅", style=style)
 
 
 def _piece(tokenizer: Any, token_id: int) -> str:
+    """A token's text in OpenAI's logprobs shape: as the tokenizer decodes it alone (its
+    exact bytes go beside it)."""
     return tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-
-def _shown(tokenizer: Any, token_id: int) -> str:
-    """A token for people: part of a UTF-8 character shows as its bytes (`\\xe6`), not as `�`."""
-    piece = _piece(tokenizer, token_id)
-    if "\ufffd" in piece:
-        from llmcli.generation import token_bytes
-
-        return token_bytes(tokenizer, token_id).decode("utf-8", errors="backslashreplace")
-    return piece
 
 
 def generation_json(loaded: Any, prompt: Any, settings: Any, generation: Any, text: str, events: list[Any] | None) -> dict:
@@ -143,7 +137,7 @@ def generation_json(loaded: Any, prompt: Any, settings: Any, generation: Any, te
 
 
 def _logprob_entry(tokenizer: Any, event: Any) -> dict:
-    from llmcli.generation import token_bytes
+    from llmcli.tokens import token_bytes
 
     def entry(token_id: int, logprob: float) -> dict:
         return {"token": _piece(tokenizer, token_id), "logprob": logprob, "bytes": list(token_bytes(tokenizer, token_id))}

@@ -3,15 +3,15 @@
 The span view prints the text as the tokenizer cut it: each token on its own background
 (the colours cycle so neighbours always differ), whitespace drawn (`·` space, `→` tab,
 `↵` newline, which still breaks the line, so the text keeps its shape), special tokens
-in gold, bytes that are not a whole character on their own as hex in red (`<F0 9F>`),
+in gold, bytes that are not a whole character on their own in red (`<0xF0><0x9F>`),
 followed by the character they spell once joined, dimmed and off the token colours.
 Invisible characters (zero-width joiner, variation selectors, bidi controls, odd
 spaces) are named (`<ZWJ>`, `<U+202E>`) and control characters escaped (`\\x1b`): no
 token can change the terminal's state.
 
 Without colour (a pipe, a file, NO_COLOR) the spans are separated by `│` instead (a
-token that ends a line carries its `│` before the line break), stray bytes are written
-`<0xF0>` as in `--json`, and tables become tab-separated lines.
+token that ends a line carries its `│` before the line break), and tables become
+tab-separated lines.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from llmcli import render
-from llmcli.inspect.tokens import ChatTokenization, Detokenization, Token, Tokenization, segments, spanning_characters
+from llmcli.inspect.tokens import ChatTokenization, Detokenization, Tokenization, spanning_characters
+from llmcli.tokens import Token, hex_bytes, segments
 
 PALETTE = ["#005f87", "#5f005f", "#005f00", "#875f00"]  # token backgrounds, cycled; exact in 256 colours
 TEMPLATE_PALETTE = ["#3a3a3a", "#4e4e4e"]  # chat template tokens: greys, so the message stands out
@@ -116,10 +117,8 @@ def token_text(token: Token, base: str = "", coloured: bool = True) -> Text:
     for text, raw in segments(token.bytes):
         if raw is None:
             out.append_text(visible(text, base))
-        elif coloured:
-            out.append("<" + " ".join(f"{b:02X}" for b in raw) + ">", f"{base} {BYTES}")
-        else:
-            out.append("".join(f"<0x{b:02X}>" for b in raw))
+        else:  # the same `<0xF0><0x9F>` as piped and in --json, in red on a terminal
+            out.append(hex_bytes(raw), f"{base} {BYTES}" if coloured else "")
     return out
 
 
