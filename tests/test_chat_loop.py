@@ -12,11 +12,11 @@ import signal
 import pytest
 from rich.console import Console
 
+import llmcli
 from llmcli.chat import commands
 from llmcli.chat.loop import ChatLoop
 from llmcli.chat.session import ChatSession
-from llmcli.generation import SamplingSettings
-from llmcli.models import load_model
+from llmcli.sampling import SamplingSettings
 from llmcli.render import escape_controls
 
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=6)
@@ -24,12 +24,12 @@ GREEDY = SamplingSettings(temperature=0, max_new_tokens=6)
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
+    return llmcli.load(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
 def tiny_base(tiny_base_dir):
-    return load_model(str(tiny_base_dir))
+    return llmcli.load(str(tiny_base_dir))
 
 
 def console() -> Console:
@@ -51,7 +51,7 @@ class Chat:
             self.read += 1
             return self.lines[self.read - 1]
 
-        self.loop = ChatLoop(loaded, session, read_line, self.out, markdown=markdown)
+        self.loop = ChatLoop(loaded, session, read_line, self.out, commands.dispatch, markdown=markdown)
 
     @property
     def session(self) -> ChatSession:
@@ -155,8 +155,7 @@ def test_show_settings_prompt_template_and_info(tiny, capsys):
     assert f"{len(so_far.ids)} tokens of 128" in text and "your next message goes after this" in text
     assert "im_start" in text and "add_generation_prompt" in text  # the Jinja template
     assert "no such topic" in text
-    info = capsys.readouterr().out  # `info`'s renderer prints on stdout
-    assert "layers" in info and "context window" in info
+    assert "layers" in text and "context window" in text  # `/show info`, on the chat's own console
 
 
 def test_show_prompt_on_a_terminal_marks_newlines_and_specials(tiny):
@@ -239,7 +238,7 @@ def test_loaded_text_is_never_markup_or_control_codes(tiny, tmp_path):
     assert "interrupted" in chat.text
     # The notice names the loaded model, a path as long as the checkout's: compare words, not line breaks.
     words = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", chat.text).split())  # styles and line breaks aside
-    assert f"saved with x, continuing with {chat.loop.loaded.label}" in words
+    assert f"saved with x, continuing with {chat.loop.model.label}" in words
 
 
 def test_clear_forgets_the_turns_but_keeps_the_system_prompt(tiny):
@@ -285,7 +284,7 @@ def test_probs_shows_the_sessions_sampler_cuts(tiny):
     assert header.split()[-3:] == ["T=0.8", "top-k", "3"]
     prompt = chat.loop.build_prompt(upto=1)  # where the reply began
     with torch.no_grad():
-        logits = tiny.model(torch.tensor([prompt.ids])).logits[0, -1].double()
+        logits = tiny.backend.model(torch.tensor([prompt.ids])).logits[0, -1].double()
     at_t = torch.softmax(logits / 0.8, dim=-1)
     order = torch.argsort(logits, descending=True)
     kept = at_t[order[:3]] / at_t[order[:3]].sum()
@@ -318,6 +317,16 @@ def test_a_message_longer_than_the_window_is_refused_and_the_chat_goes_on(tiny):
     assert users == ["hello", "after"]
 
 
+def interrupting(model, at: int):
+    """The same llmcli.Model, its weights wrapped in an InterruptingModel."""
+    from dataclasses import replace
+
+    from llmcli.api import Model
+    from llmcli.backends.local import LocalBackend
+
+    return Model(LocalBackend(replace(model.backend.loaded, model=InterruptingModel(model.backend.model, at))))
+
+
 class InterruptingModel:
     """The tiny model, but the user presses Ctrl-C (a real SIGINT) at its `at`-th forward call."""
 
@@ -337,7 +346,7 @@ class InterruptingModel:
 def test_ctrl_c_during_a_reply_keeps_the_partial_reply_and_the_chat_goes_on(tiny):
     from dataclasses import replace
 
-    loaded = replace(tiny, model=InterruptingModel(tiny.model, at=4))  # prefill + 2 tokens, then Ctrl-C
+    loaded = interrupting(tiny, at=4)  # prefill + 2 tokens, then Ctrl-C
     chat = run(loaded, "tell me a long story", "and another", settings=SamplingSettings(temperature=0, max_new_tokens=20))
     first_reply, second_reply = chat.session.messages[1], chat.session.messages[3]
     assert first_reply.interrupted and first_reply.content
@@ -350,7 +359,7 @@ def test_ctrl_c_during_a_reply_keeps_the_partial_reply_and_the_chat_goes_on(tiny
 def test_in_a_script_ctrl_c_ends_the_chat_after_keeping_the_partial_reply(tiny):
     from dataclasses import replace
 
-    loaded = replace(tiny, model=InterruptingModel(tiny.model, at=4))
+    loaded = interrupting(tiny, at=4)
     chat = Chat(loaded, ["tell me a long story", "never asked"], settings=SamplingSettings(temperature=0, max_new_tokens=20))
     chat.loop.exit_on_ctrl_c = True
     with pytest.raises(KeyboardInterrupt):
@@ -383,7 +392,7 @@ def test_ctrl_c_while_the_reply_is_drawn_is_held_until_the_drawing_is_done(tiny)
 def test_ctrl_c_before_the_first_token_keeps_no_empty_reply(tiny):
     from dataclasses import replace
 
-    loaded = replace(tiny, model=InterruptingModel(tiny.model, at=1))  # during the prefill
+    loaded = interrupting(tiny, at=1)  # during the prefill
     chat = run(loaded, "hello", "again")
     assert [m.content for m in chat.session.messages if m.role == "user"] == ["again"]
     assert "nothing written" in chat.text

@@ -9,7 +9,7 @@ import pytest
 
 from llmcli.chat.session import ChatMessage, ChatSession
 from llmcli.errors import LlmcliError
-from llmcli.generation import SamplingSettings
+from llmcli.sampling import SamplingSettings
 
 
 def conversation() -> ChatSession:

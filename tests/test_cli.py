@@ -63,7 +63,7 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path):
 def test_a_process_that_loaded_torch_exits_with_its_output_and_code(tiny_model_dir, tmp_path):
     """Once torch is loaded llmcli skips the interpreter's teardown (os._exit): everything
     written must still arrive, and the exit code must be the command's."""
-    proc = run_module("probs", "-m", str(tiny_model_dir), "--json", "-n", "500", "The cat")
+    proc = run_module("probs", "-m", str(tiny_model_dir), "--json", "--num", "500", "The cat")
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["table"]["rows"]) == 500  # all of a large output, flushed
     too_long = "The quick brown fox jumps over the lazy dog. " * 40  # longer than the context window

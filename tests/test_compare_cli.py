@@ -87,16 +87,16 @@ def test_low_memory_gives_the_same_results_and_frees_each_model(cli, tiny_base_d
     assert [m["probs"]["table"] for m in low["models"]] == [m["probs"]["table"] for m in normal["models"]]
     assert low["agreement"] == normal["agreement"]  # the logits outlive their freed model
 
-    from llmcli.commands.compare import ModelPool, plan_sides
+    from llmcli.api import ModelPool
 
-    sides = plan_sides([str(tiny_base_dir), str(tiny_model_dir), str(tiny_base_dir)], None, None)
-    pool = ModelPool(sides, dtype="auto", device="auto", trust_remote_code=False, low_memory=True)
-    pool.get(sides[0])
-    pool.done(0)
-    assert pool.is_loaded(sides[0])  # side C uses the same model: kept
-    pool.get(sides[1])
-    pool.done(1)
-    assert not pool.is_loaded(sides[1])
+    base, instruct = str(tiny_base_dir), str(tiny_model_dir)
+    pool = ModelPool([base, instruct, base], low_memory=True)
+    pool.get(base)
+    pool.done(base, still_needed=True)
+    assert pool.is_loaded(base)  # a later side uses the same model: kept
+    pool.get(instruct)
+    pool.done(instruct, still_needed=False)
+    assert not pool.is_loaded(instruct)
 
 
 def test_a_model_on_two_sides_loads_once(cli, tiny_model_dir, monkeypatch):
@@ -104,7 +104,7 @@ def test_a_model_on_two_sides_loads_once(cli, tiny_model_dir, monkeypatch):
 
     loads = []
     real = llmcli.models.load_model
-    monkeypatch.setattr(llmcli.models, "load_model", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr("llmcli.models.load_model", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
     data = run_json(cli, "compare", "--template-vs-raw", "-m", tiny_model_dir, PROMPT, "-t", "0", "-n", "4")
     assert loads == [str(tiny_model_dir)]
     raw, chat = data["models"]
@@ -155,7 +155,7 @@ def test_piped_output_is_labelled_sections_with_stats_on_stderr(cli, tiny_base_d
         assert reply.rstrip("\n") == gen["text"].rstrip("\n")
     assert ANSI.search(result.stdout) is None
     stats = [line for line in result.stderr.splitlines() if line.startswith(("A: ", "B: "))]
-    assert len(stats) == 2 and all("prompt tokens" in line and "generated" in line for line in stats)
+    assert len(stats) == 2 and all("prompt tokens" in line and "tokens, hit the limit" in line for line in stats)
     assert "greedy (temperature 0)" in result.stderr
 
 
@@ -165,8 +165,8 @@ def test_piped_output_is_labelled_sections_with_stats_on_stderr(cli, tiny_base_d
 def test_probs_json_is_what_probs_gives_and_agreement_is_recomputed(cli, tiny_base_dir, tiny_model_dir):
     data = run_json(cli, "compare", "-m", tiny_base_dir, "-m", tiny_model_dir, PROMPT, "--probs", "--num", "8")
     base, instruct = data["models"]
-    alone_base = run_json(cli, "probs", "-m", tiny_base_dir, PROMPT, "-n", "8")
-    alone_instruct = run_json(cli, "probs", "-m", tiny_model_dir, PROMPT, "--chat", "-n", "8")
+    alone_base = run_json(cli, "probs", "-m", tiny_base_dir, PROMPT, "--num", "8")
+    alone_instruct = run_json(cli, "probs", "-m", tiny_model_dir, PROMPT, "--chat", "--num", "8")
     for ours, alone in ((base["probs"], alone_base), (instruct["probs"], alone_instruct)):
         assert ours["table"] == alone["table"]
         assert (ours["model"], ours["mode"], ours["prompt"], ours["prompt_tokens"]) == (alone["model"], alone["mode"], alone["prompt"], alone["prompt_tokens"])

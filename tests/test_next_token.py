@@ -13,10 +13,27 @@ import pytest
 import torch
 
 from llmcli.errors import BadInput
+from llmcli.api import probs
 from llmcli.inspect import next_token as nt
+from llmcli.inspect.sampler import sampler_replay
+from llmcli.commands.probs import parse_temperatures
 from llmcli.tokens import piece_text
 
 PROMPT = "The capital of France is"
+
+
+def backend(loaded):
+    from llmcli.backends.local import LocalBackend
+
+    return LocalBackend(loaded)
+
+
+def unroll(loaded, ids, settings, candidates=5):
+    """The decode loop unrolled on raw ids (llmcli.api.probs.Unrolling), to its result."""
+    from llmcli.api.probs import Unrolling
+    from llmcli.prompting import Prompt
+
+    return Unrolling(backend(loaded), Prompt("", list(ids), "raw"), settings, candidates).result
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +63,10 @@ def logits(loaded, ids):
 
 
 def test_forward_logits_match_a_plain_forward_pass(loaded, ids, logits):
-    kept = nt.forward_logits(loaded.model, ids, keep=1)
+    kept = backend(loaded).logits(ids, keep=1)
     assert kept.shape == (1, logits.shape[-1])
     torch.testing.assert_close(kept[0], logits, rtol=0, atol=1e-5)
-    every = nt.forward_logits(loaded.model, ids, keep=len(ids))
+    every = backend(loaded).logits(ids, keep=len(ids))
     torch.testing.assert_close(every, full_logits(loaded.model, ids), rtol=0, atol=1e-5)
 
 
@@ -99,7 +116,7 @@ def test_num_is_capped_at_the_vocabulary_and_must_be_positive(loaded, logits):
     table = nt.next_token_table(logits, loaded.tokenizer, num=10_000)
     assert len(table.rows) == logits.shape[-1] == table.vocab_size
     assert table.columns[0].coverage == pytest.approx(1.0, abs=1e-9)
-    with pytest.raises(BadInput, match="--num"):
+    with pytest.raises(BadInput, match="at least 1 row"):
         nt.next_token_table(logits, loaded.tokenizer, num=0)
 
 
@@ -108,13 +125,13 @@ def test_num_is_capped_at_the_vocabulary_and_must_be_positive(loaded, logits):
     [("0.5,1,1.5", (0.5, 1.0, 1.5)), ("0", (0.0,)), (" 0.7 , 2 ", (0.7, 2.0)), ("1e-1", (0.1,))],
 )
 def test_parse_temperatures(text, expected):
-    assert nt.parse_temperatures(text) == expected
+    assert parse_temperatures(text) == expected
 
 
 @pytest.mark.parametrize("text", ["abc", "", "0.5,,1", "-1", "nan", "inf", "1;2"])
 def test_parse_temperatures_refuses_nonsense(text):
     with pytest.raises(BadInput, match="--temperature"):
-        nt.parse_temperatures(text)
+        parse_temperatures(text)
 
 
 # ---------------------------------------------------------------------------- token text
@@ -139,7 +156,7 @@ def test_token_text_is_the_piece_and_partial_characters_show_their_bytes(loaded)
 def test_position_table_is_the_prediction_at_that_token(loaded, ids):
     every = full_logits(loaded.model, ids)
     for position in range(len(ids)):
-        table, logits = nt.table_at(loaded.model, loaded.tokenizer, ids, position=position, num=5)
+        table, logits = probs.table_at(backend(loaded), ids, position=position, num=5)
         torch.testing.assert_close(logits, every[position], rtol=0, atol=1e-5)
         assert table.position == position
         assert [r.id for r in table.rows] == torch.topk(every[position], 5).indices.tolist()
@@ -154,8 +171,8 @@ def test_position_table_is_the_prediction_at_that_token(loaded, ids):
 
 
 def test_negative_positions_count_from_the_end(loaded, ids):
-    a, _ = nt.table_at(loaded.model, loaded.tokenizer, ids, position=-2)
-    b, _ = nt.table_at(loaded.model, loaded.tokenizer, ids, position=len(ids) - 2)
+    a, _ = probs.table_at(backend(loaded), ids, position=-2)
+    b, _ = probs.table_at(backend(loaded), ids, position=len(ids) - 2)
     assert a == b
 
 
@@ -163,7 +180,7 @@ def test_negative_positions_count_from_the_end(loaded, ids):
 def test_position_out_of_range_is_refused(loaded, ids, position):
     assert len(ids) == 5
     with pytest.raises(BadInput, match="outside the prompt"):
-        nt.table_at(loaded.model, loaded.tokenizer, ids, position=position)
+        probs.table_at(backend(loaded), ids, position=position)
 
 
 def test_empty_and_too_long_prompts_are_refused():
@@ -183,7 +200,7 @@ def test_a_one_token_target_agrees_with_the_table(loaded, ids, logits):
     rows = [r for r in table.rows if not r.special and loaded.tokenizer.encode(r.text, add_special_tokens=False) == [r.id]]
     assert len(rows) >= 3
     for row in rows:
-        score = nt.score_target(loaded.model, loaded.tokenizer, ids, row.text)
+        score = probs.score_target(backend(loaded), ids, row.text)
         assert [t.id for t in score.tokens] == [row.id]
         (token,) = score.tokens
         assert token.rank == row.rank
@@ -197,7 +214,7 @@ def test_a_multi_token_target_is_scored_token_by_token(loaded, ids):
     target = loaded.tokenizer.encode(text, add_special_tokens=False)
     assert len(target) > 2
     every = full_logits(loaded.model, ids + target)
-    score = nt.score_target(loaded.model, loaded.tokenizer, ids, text)
+    score = probs.score_target(backend(loaded), ids, text)
     assert [t.id for t in score.tokens] == target
     for i, token in enumerate(score.tokens):
         position_logits = every[len(ids) - 1 + i]
@@ -210,13 +227,13 @@ def test_a_multi_token_target_is_scored_token_by_token(loaded, ids):
 
 
 def test_target_text_with_special_token_text_stays_literal(loaded, ids):
-    score = nt.score_target(loaded.model, loaded.tokenizer, ids, "<|im_end|>")
+    score = probs.score_target(backend(loaded), ids, "<|im_end|>")
     assert 2 not in [t.id for t in score.tokens]
 
 
 def test_an_empty_target_is_refused(loaded, ids):
-    with pytest.raises(BadInput, match="--target"):
-        nt.score_target(loaded.model, loaded.tokenizer, ids, "")
+    with pytest.raises(BadInput, match="the target is empty"):
+        probs.score_target(backend(loaded), ids, "")
 
 
 # ---------------------------------------------------------------------------- the report as JSON
@@ -230,7 +247,7 @@ def test_report_json_is_strict_json(loaded, ids, logits):
         prompt=PROMPT,
         prompt_tokens=nt.prompt_tokens(loaded.tokenizer, ids),
         table=table,
-        targets=(nt.score_target(loaded.model, loaded.tokenizer, ids, " Paris"),),
+        targets=(probs.score_target(backend(loaded), ids, " Paris"),),
     )
     data = report.to_dict()
     text = json.dumps(data, allow_nan=False)
@@ -277,7 +294,7 @@ def check_stage(stage, expected: set[int], vocab: int) -> torch.Tensor:
 def test_sampler_replay_keeps_exactly_what_the_definitions_say(loaded, logits, t, k, p, m):
     vocab = logits.shape[-1]
     shown = torch.topk(logits, 10).indices.tolist()
-    replay = nt.sampler_replay(logits, shown, temperature=t, top_k=k, top_p=p, min_p=m)
+    replay = sampler_replay(logits, shown, temperature=t, top_k=k, top_p=p, min_p=m)
     expected_names = ["temperature"] + [n for n, v in (("top-k", k), ("top-p", p), ("min-p", m)) if v is not None]
     assert [s.name for s in replay.stages] == expected_names
 
@@ -307,20 +324,20 @@ def test_sampler_replay_keeps_exactly_what_the_definitions_say(loaded, logits, t
 
 def test_sampler_replay_at_temperature_zero_keeps_only_the_argmax(loaded, logits):
     shown = torch.topk(logits, 3).indices.tolist()
-    replay = nt.sampler_replay(logits, shown, temperature=0, top_p=0.5)
+    replay = sampler_replay(logits, shown, temperature=0, top_p=0.5)
     for stage in replay.stages:
         assert stage.survivor_ids == (int(torch.argmax(logits)),)
         assert stage.probs == (1.0, None, None)
 
 
 def test_sampler_replay_uses_the_engine_stages(loaded, logits, monkeypatch):
-    from llmcli import generation
+    from llmcli import sampling
 
     calls = []
     for name in ("apply_temperature", "top_k_filter", "top_p_filter", "min_p_filter"):
-        original = getattr(generation, name)
-        monkeypatch.setattr(generation, name, lambda x, v, _f=original, _n=name: calls.append(_n) or _f(x, v))
-    nt.sampler_replay(logits, [0], temperature=0.8, top_k=50, top_p=0.9, min_p=0.05)
+        original = getattr(sampling, name)
+        monkeypatch.setattr(sampling, name, lambda x, v, _f=original, _n=name: calls.append(_n) or _f(x, v))
+    sampler_replay(logits, [0], temperature=0.8, top_k=50, top_p=0.9, min_p=0.05)
     assert calls == ["apply_temperature", "top_k_filter", "top_p_filter", "min_p_filter"]
 
 
@@ -328,10 +345,11 @@ def test_sampler_replay_uses_the_engine_stages(loaded, logits, monkeypatch):
 
 
 def test_unrolled_greedy_steps_are_the_engines_tokens(loaded, ids):
-    from llmcli.generation import SamplingSettings, generate
+    from llmcli.generation import generate
+    from llmcli.sampling import SamplingSettings
 
     settings = SamplingSettings(temperature=0, max_new_tokens=8)
-    unrolled = nt.unroll(loaded.model, loaded.tokenizer, ids, settings, candidates=4)
+    unrolled = unroll(loaded, ids, settings, candidates=4)
     reference = generate(loaded.model, loaded.tokenizer, ids, settings).run()
     assert [s.id for s in unrolled.steps] == reference.token_ids
     assert unrolled.text == reference.text
@@ -351,10 +369,10 @@ def test_unrolled_greedy_steps_are_the_engines_tokens(loaded, ids):
 
 
 def test_unrolled_sampling_is_reproducible_with_a_seed(loaded, ids):
-    from llmcli.generation import SamplingSettings
+    from llmcli.sampling import SamplingSettings
 
     settings = SamplingSettings(temperature=1.0, top_k=20, seed=7, max_new_tokens=6)
-    a = nt.unroll(loaded.model, loaded.tokenizer, ids, settings)
-    b = nt.unroll(loaded.model, loaded.tokenizer, ids, settings)
+    a = unroll(loaded, ids, settings)
+    b = unroll(loaded, ids, settings)
     assert [s.id for s in a.steps] == [s.id for s in b.steps]
     assert not a.greedy

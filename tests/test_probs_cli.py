@@ -12,12 +12,28 @@ import pytest
 import torch
 from rich.console import Console
 
+from llmcli.api import probs
 from llmcli.inspect import next_token as nt
+from llmcli.inspect.sampler import sampler_replay
 from llmcli.render.probs import render_report
 from tests.asserts import assert_one_line_error
 
 PROMPT = "The capital of France is"
 ANSI = re.compile(r"\x1b\[")
+
+
+def backend(loaded):
+    from llmcli.backends.local import LocalBackend
+
+    return LocalBackend(loaded)
+
+
+def unroll(loaded, ids, settings, candidates=5):
+    """The decode loop unrolled on raw ids (llmcli.api.probs.Unrolling), to its result."""
+    from llmcli.api.probs import Unrolling
+    from llmcli.prompting import Prompt
+
+    return Unrolling(backend(loaded), Prompt("", list(ids), "raw"), settings, candidates).result
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +64,7 @@ def run_json(cli, *args, **kwargs) -> dict:
 
 
 def test_json_probabilities_are_softmax_of_the_models_logits(cli, tiny_model_dir, loaded):
-    data = run_json(cli, "-m", tiny_model_dir, PROMPT, "-n", "15", "--temperature", "0,0.5,1,1.5")
+    data = run_json(cli, "-m", tiny_model_dir, PROMPT, "--num", "15", "--temperature", "0,0.5,1,1.5")
     logits = last_logits(loaded.model, raw_ids(loaded.tokenizer, PROMPT))
     rows = data["table"]["rows"]
     ids = [r["id"] for r in rows]
@@ -116,7 +132,7 @@ def test_target_agrees_with_the_table(cli, tiny_model_dir, loaded):
 
 def test_position_shows_the_prediction_and_the_token_that_came_next(cli, tiny_model_dir, loaded):
     ids = raw_ids(loaded.tokenizer, PROMPT)
-    data = run_json(cli, "-m", tiny_model_dir, PROMPT, "--position", "1", "-n", "3")
+    data = run_json(cli, "-m", tiny_model_dir, PROMPT, "--position", "1", "--num", "3")
     with torch.no_grad():
         logits = loaded.model(torch.tensor([ids])).logits[0, 1]
     assert data["table"]["position"] == 1
@@ -127,7 +143,8 @@ def test_position_shows_the_prediction_and_the_token_that_came_next(cli, tiny_mo
 
 
 def test_steps_greedy_are_the_engines_tokens(cli, tiny_model_dir, loaded):
-    from llmcli.generation import SamplingSettings, generate
+    from llmcli.generation import generate
+    from llmcli.sampling import SamplingSettings
 
     data = run_json(cli, "-m", tiny_model_dir, PROMPT, "--steps", "10", "--temperature", "0")
     ids = raw_ids(loaded.tokenizer, PROMPT)
@@ -241,8 +258,8 @@ def test_piped_output_is_plain_text(cli, tiny_model_dir):
 
 
 def test_the_table_lists_ranks_ids_and_percentages(cli, tiny_model_dir, loaded):
-    result = cli("probs", "-m", tiny_model_dir, PROMPT, "-n", "4")
-    data = run_json(cli, "-m", tiny_model_dir, PROMPT, "-n", "4")
+    result = cli("probs", "-m", tiny_model_dir, PROMPT, "--num", "4")
+    data = run_json(cli, "-m", tiny_model_dir, PROMPT, "--num", "4")
     lines = result.stdout.splitlines()
     for row in data["table"]["rows"]:
         line = next(line for line in lines if re.match(rf"\s*{row['rank']}\s", line))
@@ -287,15 +304,15 @@ def test_token_text_is_shown_literally_and_never_interpreted():
 
 def test_terminal_output_fits_80_columns(loaded):
     ids = raw_ids(loaded.tokenizer, PROMPT)
-    from llmcli.generation import SamplingSettings
+    from llmcli.sampling import SamplingSettings
 
     logits = last_logits(loaded.model, ids)
     tokens = nt.prompt_tokens(loaded.tokenizer, ids)
     sweep = nt.next_token_table(logits, loaded.tokenizer, temperatures=(0, 0.5, 1, 1.5, 2))
     single = nt.next_token_table(logits, loaded.tokenizer, temperatures=(0.7,))
-    replay = nt.sampler_replay(logits, [r.id for r in single.rows], temperature=0.7, top_k=40, top_p=0.9, min_p=0.05)
-    target = nt.score_target(loaded.model, loaded.tokenizer, ids, " Paris is the capital")
-    steps = nt.unroll(loaded.model, loaded.tokenizer, ids, SamplingSettings(temperature=0, max_new_tokens=12))
+    replay = sampler_replay(logits, [r.id for r in single.rows], temperature=0.7, top_k=40, top_p=0.9, min_p=0.05)
+    target = probs.score_target(backend(loaded), ids, " Paris is the capital")
+    steps = unroll(loaded, ids, SamplingSettings(temperature=0, max_new_tokens=12))
     reports = [
         nt.ProbsReport("tiny", "raw", PROMPT, tokens, single, targets=(target,)),
         nt.ProbsReport("tiny", "raw", PROMPT, tokens, sweep),

@@ -74,7 +74,7 @@ def test_smollm2_puts_paris_first_and_target_agrees(cli, model):
 @pytest.mark.parametrize("model", MODELS, indirect=True)
 def test_every_probability_is_softmax_of_the_logits(cli, model):
     alias = model.label
-    data = probs_json(cli, alias, PROMPT, "-n", "20", "--temperature", "0,0.5,1,1.5")
+    data = probs_json(cli, alias, PROMPT, "--num", "20", "--temperature", "0,0.5,1,1.5")
     ids, logits = logits_after(model, PROMPT)
     assert [t["id"] for t in data["prompt_tokens"]] == ids
     rows = data["table"]["rows"]

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from llmcli.errors import LlmcliError
-from llmcli.models import load_model
+from llmcli.models import LoadOptions, load_model
 from llmcli.quantize import (
     INT4_GROUP_SIZE,
     Int4Linear,
@@ -94,7 +94,7 @@ def test_quantized_layers_compute_with_their_dequantized_weights(rows, bias):
 
 
 def test_int8_model_stays_close_to_float32(tiny_model_dir, float32_probs):
-    loaded = load_model(str(tiny_model_dir), quantize="int8")
+    loaded = load_model(str(tiny_model_dir), LoadOptions(quantize="int8"))
     assert loaded.quantize == "int8"
     assert isinstance(loaded.model.lm_head, Int8Linear)
     assert not any(type(m) is torch.nn.Linear for m in loaded.model.modules())
@@ -199,7 +199,7 @@ def test_probs_with_int8_shows_the_quantized_model(cli, tiny_model_dir):
     """The table is the quantized model's softmax, computed here directly."""
     r = cli("probs", "The cat", "-m", tiny_model_dir, "--quantize", "int8", "--json")
     assert r.exit_code == 0, r.stderr
-    loaded = load_model(str(tiny_model_dir), quantize="int8")
+    loaded = load_model(str(tiny_model_dir), LoadOptions(quantize="int8"))
     ids = loaded.tokenizer("The cat", add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         expected = loaded.model(torch.tensor([ids])).logits[0, -1].float().softmax(-1)
@@ -213,7 +213,7 @@ def test_probs_with_int8_shows_the_quantized_model(cli, tiny_model_dir):
 def test_greedy_generate_with_int4_is_the_quantized_models_argmax(cli, tiny_model_dir):
     r = cli("generate", "The cat", "-m", tiny_model_dir, "--quantize", "int4", "-t", "0", "-n", "5", "--raw", "--json")
     assert r.exit_code == 0, r.stderr
-    loaded = load_model(str(tiny_model_dir), quantize="int4")
+    loaded = load_model(str(tiny_model_dir), LoadOptions(quantize="int4"))
     ids = loaded.tokenizer("The cat", add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         out = loaded.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=5)
@@ -228,12 +228,13 @@ def test_bad_quantize_value_is_a_usage_error(cli, tiny_model_dir):
 @pytest.mark.slow
 def test_compiled_greedy_tokens_match_eager(tiny_model_dir):
     """--compile changes how the forward runs, not what it computes (tens of seconds: it compiles)."""
-    from llmcli.generation import SamplingSettings, generate
+    from llmcli.generation import generate
+    from llmcli.sampling import SamplingSettings
 
     import inspect
 
     eager = load_model(str(tiny_model_dir))
-    compiled = load_model(str(tiny_model_dir), compile=True)  # compiles here, on a warm-up decode
+    compiled = load_model(str(tiny_model_dir), LoadOptions(compile=True))  # compiles here, on a warm-up decode
     assert compiled.compiled
     assert "logits_to_keep" in inspect.signature(compiled.model.forward).parameters  # the engine asks
     ids = eager.tokenizer("The cat sat")["input_ids"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmcli.render import sampling_words
-from llmcli.generation import SamplingSettings
+from llmcli.sampling import SamplingSettings
 from llmcli.models import load_model, recommended_sampling
 
 GREEDY_TOP_K = {"do_sample": True, "temperature": 0.0, "top_k": 3}

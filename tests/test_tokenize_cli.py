@@ -32,7 +32,7 @@ def test_ids_and_json_equal_transformers(cli, tiny_model_dir, text):
     r = cli("tokenize", "-m", tiny_model_dir, "--ids", text)
     assert r.exit_code == 0, r.stderr
     assert ids_of(r.stdout) == expected
-    data = json.loads(cli("tokenize", "-m", tiny_model_dir, "--json", text).stdout)
+    (data,) = json.loads(cli("tokenize", "-m", tiny_model_dir, "--json", text).stdout)  # a list, one per -m
     assert [t["id"] for t in data["tokens"]] == expected
     assert data["count"] == len(expected) and data["characters"] == len(text)
     assert data["text"] == text
@@ -154,7 +154,7 @@ def test_chat_shows_the_template(cli, tiny_model_dir):
 
     hf = hf_tokenizer(tiny_model_dir)
     prompt = build_chat_prompt(hf, [Message("system", "Be brief."), Message("user", "Hello there")])
-    data = json.loads(cli("tokenize", "-m", tiny_model_dir, "--chat", "--system", "Be brief.", "--json", "Hello there\n").stdout)
+    (data,) = json.loads(cli("tokenize", "-m", tiny_model_dir, "--chat", "--system", "Be brief.", "--json", "Hello there\n").stdout)
     assert data["text"] == prompt.text
     assert [t["id"] for t in data["tokens"]] == prompt.ids
     assert data["template_tokens"] == len(prompt.ids) - len(hf.encode("Hello there")) - len(hf.encode("Be brief."))
@@ -185,7 +185,7 @@ def test_empty_input_is_zero_tokens(cli, tiny_model_dir):
     r = cli("tokenize", "-m", tiny_model_dir, "")
     assert r.exit_code == 0 and r.stdout.strip() == "0 tokens · 0 characters"
     assert cli("tokenize", "-m", tiny_model_dir, "--count", input="").stdout == "0\n"
-    assert json.loads(cli("tokenize", "-m", tiny_model_dir, "--json", "").stdout)["tokens"] == []
+    assert json.loads(cli("tokenize", "-m", tiny_model_dir, "--json", "").stdout)[0]["tokens"] == []
 
 
 def test_stdin_and_file_are_read_byte_for_byte(cli, tiny_model_dir, tmp_path):
@@ -275,7 +275,7 @@ def test_a_gguf_tokenizer_takes_the_fast_path_with_the_same_ids(cli, tiny_gguf, 
     assert cached_tokenizer_json(ref).parent == models.cache_entry(tiny_gguf)  # the full entry now
     converted = cli("tokenize", "-m", tiny_gguf, "--json", text)
     assert json.loads(fast.stdout) == json.loads(slow.stdout) == json.loads(converted.stdout)
-    assert [t["id"] for t in json.loads(fast.stdout)["tokens"]] == hf_tokenizer(tiny_model_dir).encode(
+    assert [t["id"] for t in json.loads(fast.stdout)[0]["tokens"]] == hf_tokenizer(tiny_model_dir).encode(
         text, split_special_tokens=True
     )
 

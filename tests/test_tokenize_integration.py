@@ -31,7 +31,7 @@ def gguf_tokenizer(alias: str):
     """transformers' tokenizer read from the alias's GGUF file itself, not from llmcli's cache."""
     from transformers import AutoTokenizer
 
-    path = models.alias_gguf(alias)
+    path = models.ALIASES[alias].gguf()
     return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 
@@ -40,7 +40,7 @@ def alias(request, real_cache):
     """An embedded model, converted once so its cache entry (and tokenizer.json) exists."""
     from llmcli.models import cached_tokenizer_json
 
-    if not models.alias_installed(request.param):
+    if not models.ALIASES[request.param].installed():
         pytest.skip(f"{request.param} is not installed")
     ref = models.resolve(request.param)
     models.ensure_converted(ref)

@@ -9,6 +9,7 @@ Unknown commands say so and suggest the nearest name.
 from __future__ import annotations
 
 import difflib
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -80,6 +81,10 @@ def dispatch(loop: ChatLoop, line: str) -> bool:
         go_on = cmd.run(loop, arg.strip()) is not False
     except LlmcliError as e:
         loop.error(e)
+        go_on = True
+    except Exception as e:  # noqa: BLE001 - a bug in one command must not end the session
+        logging.getLogger("llmcli").error("%s failed", name, exc_info=True)  # shown with --verbose
+        loop.error(LlmcliError(f"{name} failed: {type(e).__name__}: {e}", "the conversation is kept; --verbose shows the traceback"))
         go_on = True
     if go_on and cmd.spaced and loop.markdown:
         loop.out.print()
@@ -184,7 +189,7 @@ def cmd_retry(loop: ChatLoop, arg: str) -> None:
 @command("/save", "/save [PATH]", "save the chat as JSON (default: chat-DATE-TIME.json here)")
 def cmd_save(loop: ChatLoop, arg: str) -> None:
     path = arg or time.strftime("chat-%Y%m%d-%H%M%S.json")
-    loop.session.model = loop.loaded.label
+    loop.session.model = loop.model.label
     target = loop.session.save(path)
     n = len(loop.session.messages)
     loop.info(f"saved {n} message{'s' if n != 1 else ''} to {target}")
@@ -196,9 +201,9 @@ def cmd_load(loop: ChatLoop, arg: str) -> None:
         raise LlmcliError("/load needs a file", "e.g. /load chat.json")
     loaded = ChatSession.load(arg)
     note = ""
-    if loaded.model and loaded.model != loop.loaded.label:
-        note = f" (saved with {loaded.model}, continuing with {loop.loaded.label})"
-    loaded.model = loop.loaded.label
+    if loaded.model and loaded.model != loop.model.label:
+        note = f" (saved with {loaded.model}, continuing with {loop.model.label})"
+    loaded.model = loop.model.label
     loop.session = loaded
     loop.reset_trim_notice()
     replay(loop)
@@ -255,7 +260,8 @@ def cmd_stats(loop: ChatLoop, arg: str) -> None:
     table.add_row("  messages", f"{len(session.messages):,}")
     table.add_row("  tokens generated", f"{loop.generated_total:,}")
     if last is not None:
-        table.add_row("  context used", f"{last.context_used:,} / {window:,}" if window else f"{last.context_used:,}")
+        used = last.conversation_tokens
+        table.add_row("  context used", f"{used:,} / {window:,}" if window else f"{used:,}")
     elif window:
         table.add_row("  context window", f"{window:,} tokens")
     if session.dropped:
@@ -305,7 +311,7 @@ def show_prompt(loop: ChatLoop) -> None:
         return
     from llmcli.tokens import special_strings
 
-    body = marked_prompt(prompt.text, list(special_strings(loop.loaded.tokenizer)))
+    body = marked_prompt(prompt.text, list(special_strings(loop.model.tokenizer)))
     body.append("▏", style="bold green")  # where the model (or your next message) takes over
     title = Text("the prompt, as the model reads it", style="bold")
     subtitle = Text(f"{count} · {how} · ↵ newline · ▏ {where}", style="dim")
@@ -315,7 +321,7 @@ def show_prompt(loop: ChatLoop) -> None:
 def show_template(loop: ChatLoop) -> None:
     from llmcli import prompting
 
-    template = getattr(loop.loaded.tokenizer, "chat_template", None)
+    template = getattr(loop.model.tokenizer, "chat_template", None)
     if isinstance(template, dict):  # several named templates: the default one is what chat uses
         template = template.get("default") or next(iter(template.values()), None)
     if template:
@@ -329,10 +335,9 @@ def show_template(loop: ChatLoop) -> None:
 
 
 def show_info(loop: ChatLoop) -> None:
-    from llmcli.inspect.architecture import model_info
     from llmcli.render.info import render_info
 
-    render_info(model_info(loop.loaded), loop.loaded.load_seconds)
+    render_info(loop.model.info(), loop.model.load_seconds, console=loop.out)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -14,22 +14,21 @@ if TYPE_CHECKING:
 
 def header_lines(loop: ChatLoop) -> list[Text]:
     from llmcli.models import ALIASES
-    from llmcli.prompting import BASE_CHAT_TEMPLATE, has_chat_template
+    from llmcli.prompting import BASE_CHAT_TEMPLATE
     from llmcli.render.info import human_count
 
-    loaded = loop.loaded
-    ref = loaded.ref
-    title = ALIASES[ref.alias].title if ref.alias in ALIASES else str(ref.path or ref.name)
-    parameters = sum(p.numel() for p in loaded.model.parameters())
+    model, info = loop.model, loop.model.info()
+    alias = info.loaded_from.get("alias")
+    title = ALIASES[alias].title if alias in ALIASES else str(info.loaded_from.get("source"))
     window = loop.context_length
     facts = [
-        f"{human_count(parameters)} parameters",
-        f"{loaded.dtype} on {loaded.device}",
+        f"{human_count(info.parameters)} parameters",
+        f"{info.dtype} on {info.device}",
         f"context window {window:,} tokens" if window else "context window unknown",
     ]
-    first = Text.assemble((render.escape_controls(loaded.label), "bold cyan"), "  ", (render.escape_controls(title), "bold"))
+    first = Text.assemble((render.escape_controls(model.label), "bold cyan"), "  ", (render.escape_controls(title), "bold"))
     lines = [first, Text(" · ".join(facts), style="dim")]
-    if not has_chat_template(loaded.tokenizer):
+    if not model.has_chat_template:
         lines.append(Text(f"a base model (no chat template): chatting through prompts/{BASE_CHAT_TEMPLATE}.txt", style="yellow"))
     lines.append(Text(f"sampling: {', '.join(render.sampling_words(loop.session.settings))} · /set to change", style="dim"))
     if loop.session.system:

@@ -1,25 +1,26 @@
 """The chat loop: read a line, run a slash command or answer it, repeat.
 
-`ChatLoop` gets everything from outside: the loaded model, the session, a `read_line`
-callable (None = end of input) and the consoles to print on. Tests drive it with a list
-of strings and a recording console; the command wires in prompt-toolkit and the real
-terminal. Nothing here reads stdin or checks for a terminal itself.
+`ChatLoop` gets everything from outside: the model (`llmcli.Model`), the session, a
+`read_line` callable (None = end of input), the slash-command dispatcher and the consoles
+to print on. Tests drive it with a list of strings and a recording console; the command
+wires in prompt-toolkit, `chat.commands.dispatch` and the real terminal. Nothing here
+reads stdin, checks for a terminal or knows a slash command.
 
-One turn (`respond`): trim the conversation to the context window (the engine's
-`trim_to_context`; the oldest turns go, the system prompt stays, the user is told the
-first time), build the prompt (`build_chat_prompt`: the tokenizer's chat template, or the
-plain-text template from prompts/ whose stop strings end the reply where the next user
-turn would begin), stream `generate`'s tokens into a `MarkdownStream` (or `PlainStream`),
-keep the reply, print the stats line.
+One turn (`respond`): trim the conversation to the context window (`Model.fit`: the
+oldest turns go, the system prompt stays, the user is told the first time), build the
+prompt (`Model.chat_prompt`: the chat template, or for a base model the plain-text one,
+whose stop strings end the reply where the next user turn would begin), stream the reply
+into a `MarkdownStream` (or `PlainStream`), keep it, print the stats line.
 
-Ctrl-C while the model writes: the engine ends the generation with finish_reason
-"interrupted" and keeps the text so far; should the interrupt land in our own rendering
-code instead, we stop iterating and reading `.stats` closes the generation, which records
-"interrupted" too. Either way the partial reply is kept, marked, and the loop goes on.
+Ctrl-C while the model writes stops the reply: the partial reply is kept, marked, and the
+loop goes on (`Response.consume`, with `CtrlCOnlyInEngine` letting the signal in only
+while the engine computes, never in the middle of drawing). Any other error inside a turn
+is reported in one line and the conversation is kept: a turn never ends the session.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from contextlib import contextmanager, nullcontext
@@ -39,28 +40,29 @@ from llmcli.errors import LlmcliError
 # share of the window (a 512-token reply budget must not wipe a 1k-window conversation).
 MAX_RESERVE_SHARE = 0.25
 
+Dispatch = Callable[["ChatLoop", str], bool]  # a `/command args` line -> False to end the chat
+
 
 @dataclass
 class TurnStats:
-    """The last reply's numbers: the engine's GenerationStats plus the window it ran in."""
+    """The last reply's numbers: the engine's GenerationStats, the window it ran in, and
+    the conversation's size afterwards (what the next turn re-sends)."""
 
     generation: Any  # llmcli.generation.GenerationStats
     context_length: int | None
     dropped: int
-
-    @property
-    def context_used(self) -> int:
-        return self.generation.prompt_tokens + self.generation.generated_tokens
+    conversation_tokens: int  # the conversation as the model will read it next, reply included
 
 
 @dataclass
 class ChatLoop:
     """One chat: `run()` reads lines until None or /exit; `respond()` answers the conversation."""
 
-    loaded: Any  # llmcli.models.LoadedModel
+    model: Any  # llmcli.Model
     session: ChatSession
     read_line: ReadLine
     out: Console  # replies and command output
+    dispatch: Dispatch
     status: Console | None = None  # stats, notices and errors; defaults to `out`
     markdown: bool = True  # stream replies as Markdown; False = plain text as it comes
     while_replying: Callable[[], ContextManager] = nullcontext  # the terminal's state during a reply (no echo)
@@ -89,13 +91,11 @@ class ChatLoop:
 
     def handle(self, line: str) -> bool:
         """One line of input; False when the chat should end."""
-        from llmcli.chat.commands import dispatch
-
         text = line.strip()
         if not text:
             return True
         if text.startswith("/") and not text.startswith("//"):
-            return dispatch(self, text)
+            return self.dispatch(self, text)
         if text.startswith("//"):  # `//etc/hosts is…` sends a message that starts with a slash
             text = text[1:]
         self.session.add_user(text)
@@ -106,7 +106,7 @@ class ChatLoop:
 
     @property
     def context_length(self) -> int | None:
-        return self.loaded.context_length
+        return self.model.context_length
 
     def reserve(self) -> int:
         window = self.context_length or 0
@@ -122,91 +122,69 @@ class ChatLoop:
 
         With `commit` (a real turn) the trimmed messages leave the session for good and the
         user is told; without it (`/show prompt`, `/tokens`, `/probs`) nothing changes. A
-        message that does not fit even alone trims nothing: `generate` refuses it.
+        message that does not fit even alone trims nothing: generating refuses it.
         `upto` builds the prompt as it was before the session's message at that index;
         `generation_prompt=False` leaves out the assistant prefix the template puts last.
         """
-        from llmcli.prompting import build_chat_prompt, trim_to_context
-
-        tokenizer = self.loaded.tokenizer
         messages = self.session.prompt_messages()
         if upto is not None:
             messages = messages[: len(messages) - len(self.session.messages) + upto]
-        dropped = 0
-        if self.context_length:
-            messages, dropped = trim_to_context(tokenizer, messages, self.context_length, self.reserve())
-        prompt = build_chat_prompt(tokenizer, messages, add_generation_prompt=generation_prompt)
-        if dropped and commit and upto is None and len(prompt.ids) < self.context_length:
+        messages, dropped = self.model.fit(messages, self.reserve())
+        prompt = self.model.chat_prompt(messages, add_generation_prompt=generation_prompt)
+        if dropped and commit and upto is None and len(prompt.ids) < (self.context_length or 0):
             if self.session.keep_last(sum(1 for m in messages if m.role != "system")):
                 self._tell_trimmed()
         return prompt
 
     def respond(self) -> None:
         """Generate the reply to the conversation as it stands, show it, keep it."""
-        from llmcli.generation import generate
-
         try:
-            prompt = self.build_prompt(commit=True)
-            generation = generate(
-                self.loaded.model,
-                self.loaded.tokenizer,
-                prompt.ids,
-                self.session.settings,
-                stop_strings=prompt.stop_strings,
-                context_length=self.context_length,
-            )
-        except (LlmcliError, KeyboardInterrupt) as e:
-            # The message just sent cannot be answered (too long for the window, or Ctrl-C
-            # before the model started): take it back so the conversation stays usable.
-            if self.awaiting_reply:
-                self.session.messages.pop()
-            if isinstance(e, LlmcliError):
-                self.error(e)
-            elif self.exit_on_ctrl_c:
+            response = self.model.generate(self.build_prompt(commit=True), settings=self.session.settings)
+            with CtrlCOnlyInEngine() as ctrl_c, self.while_replying():
+                stream = MarkdownStream(self.out) if self.markdown else PlainStream(self.out)
+                with stream:
+                    response.consume(lambda event: stream.feed(event.text), allow=ctrl_c.allowed)
+        except KeyboardInterrupt:  # before the model started
+            self._take_back_message()
+            if self.exit_on_ctrl_c:
                 raise
-            else:
-                self.status.print(stats_line(None, interrupted=True))
+            self.status.print(stats_line(None, interrupted=True))
             return
-        with CtrlCOnlyInEngine() as ctrl_c:
-            with self.while_replying():
-                self._stream_reply(generation, ctrl_c)
-            interrupted = self._keep_reply(generation)
+        except LlmcliError as e:  # too long for the window, a bad setting...
+            self._take_back_message()
+            self.error(e)
+            return
+        except Exception as e:  # noqa: BLE001 - a bug in one turn must not end the session
+            logging.getLogger("llmcli").error("the reply failed", exc_info=True)  # shown with --verbose
+            self._take_back_message()
+            self.error(_unexpected(e))
+            return
+        interrupted = self._keep_reply(response)
         if interrupted and self.exit_on_ctrl_c:
             raise KeyboardInterrupt
 
-    def _stream_reply(self, generation, ctrl_c: CtrlCOnlyInEngine) -> None:
-        stream = MarkdownStream(self.out) if self.markdown else PlainStream(self.out)
-        with stream:
-            events = iter(generation)
-            started = False  # the reply is shown from its first non-blank character on
-            try:
-                while True:
-                    with ctrl_c.allowed():  # the engine catches it and ends with "interrupted"
-                        event = next(events, None)
-                    if event is None:
-                        break
-                    text = event.text if started else event.text.lstrip()
-                    started = started or bool(text)
-                    stream.feed(text)
-            except KeyboardInterrupt:
-                pass  # it came while we were drawing: reading .stats closes the generation as interrupted
+    def _take_back_message(self) -> None:
+        """The message just sent cannot be answered: take it back so the conversation stays usable."""
+        if self.awaiting_reply:
+            self.session.messages.pop()
 
-    def _keep_reply(self, generation) -> bool:
+    def _keep_reply(self, response) -> bool:
         """Put the reply in the session, print its stats line; return True if it was interrupted."""
-        stats = generation.stats
-        interrupted = stats.finish_reason == "interrupted"
-        self.last = TurnStats(stats, self.context_length, self.session.dropped)
+        stats = response.stats
+        interrupted = response.interrupted
         self.generated_total += stats.generated_tokens
-        line = stats_line(self.last, interrupted)
-        if interrupted and not generation.text.strip():
+        if interrupted and not response.text.strip():
             # Nothing was written: keep no empty reply, and take the question back too, so
             # the conversation still alternates (Up brings the message back).
-            if self.awaiting_reply:
-                self.session.messages.pop()
+            self._take_back_message()
+            line = stats_line(TurnStats(stats, self.context_length, self.session.dropped, stats.prompt_tokens), interrupted)
             line.append(" · nothing written, message not kept", style="dim")
         else:
-            self.session.add_assistant(generation.text, interrupted=interrupted)
-            self.last_reply_message, self.last_reply_ids = self.session.messages[-1], list(generation.token_ids)
+            self.session.add_assistant(response.text, interrupted=interrupted)
+            self.last_reply_message, self.last_reply_ids = self.session.messages[-1], response.token_ids
+            size = len(self.build_prompt(generation_prompt=False).ids)
+            self.last = TurnStats(stats, self.context_length, self.session.dropped, size)
+            line = stats_line(self.last, interrupted)
         self.status.print(line)
         if self.markdown:
             self.status.print()
@@ -233,9 +211,16 @@ class ChatLoop:
         self.status.print(message if isinstance(message, Text) else Text(render.escape_controls(message), style="dim"))
 
     def error(self, e: LlmcliError) -> None:
-        self.status.print(Text.assemble(("error: ", "bold red"), render.escape_controls(e.message)))
-        if e.hint:
-            self.status.print(Text.assemble(("hint: ", "yellow"), render.escape_controls(e.hint)))
+        render.error(e.message, e.hint, console=self.status)
+
+
+def _unexpected(e: Exception) -> LlmcliError:
+    """An error llmcli did not foresee (a bug): reported in one line, the chat goes on."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return LlmcliError(
+        f"the reply failed: {type(e).__name__}{': ' + first if first else ''}",
+        "the conversation is kept; /save it, and run with --verbose to see the traceback",
+    )
 
 
 class CtrlCOnlyInEngine:
@@ -281,7 +266,10 @@ class CtrlCOnlyInEngine:
 
 
 def stats_line(turn: TurnStats | None, interrupted: bool = False) -> Text:
-    """`42 tokens · 31.5 tok/s · first token 0.12 s · context 1,024 / 8,192 (12%)`, dim."""
+    """`42 tokens · 31.5 tok/s · first token 0.12 s · context 1,024 / 8,192 (12%)`, dim;
+    then how much of that the next turn re-sends (the model keeps nothing between turns)."""
+    from llmcli.render.stats import stats_parts
+
     line = Text(style="dim")
     if interrupted:
         line.append("interrupted", style="yellow")
@@ -290,16 +278,10 @@ def stats_line(turn: TurnStats | None, interrupted: bool = False) -> Text:
     if turn is None:
         return line
     g = turn.generation
-    parts = [
-        f"{g.generated_tokens:,} token{'s' if g.generated_tokens != 1 else ''}",
-        f"{g.decode_tokens_per_second:.1f} tok/s",
-        f"first token {g.time_to_first_token:.2f} s",
-    ]
-    if turn.context_length:
-        share = 100 * turn.context_used / turn.context_length
-        parts.append(f"context {turn.context_used:,} / {turn.context_length:,} ({share:.0f}%)")
-    else:
-        parts.append(f"context {turn.context_used:,}")
+    parts = stats_parts(g, reason=False, total=False)
+    window = turn.context_length
+    used = turn.conversation_tokens
+    parts.append(f"context {used:,} / {window:,} ({100 * used / window:.0f}%)" if window else f"context {used:,}")
     if turn.dropped:
         parts.append(f"{turn.dropped} oldest message{'s' if turn.dropped != 1 else ''} dropped")
     if g.finish_reason == "length":

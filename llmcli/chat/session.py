@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llmcli.errors import LlmcliError
-from llmcli.generation import SamplingSettings
+from llmcli.sampling import SamplingSettings
 from llmcli.prompting import Message
 
 FILE_FORMAT = "llmcli-chat"

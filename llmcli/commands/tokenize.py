@@ -1,11 +1,8 @@
 """`llmcli tokenize` and `llmcli detokenize`: the text as the model sees it, and back.
 
-Only the tokenizer is loaded, never the weights. When the model's conversion cache entry
-already holds a tokenizer.json (any built-in alias or GGUF file that was loaded once),
-it is read with the `tokenizers` library directly: about 0.1 s where importing and
-building a transformers tokenizer takes about 5 s. The ids are the same (the tests
-compare them with transformers on hard text). `--chat` needs transformers' chat template,
-so it always loads through `models.load_tokenizer`.
+Only the tokenizer is loaded, never the weights (`llmcli.load_tokenizer`: the cached
+tokenizer.json read by `tokenizers` alone when there is one, ~0.1 s). `--json` is always
+a list, one document per -m. Text is read byte for byte; empty text is 0 tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from llmcli import options, render
+from llmcli.commands import _input
 from llmcli.errors import BadInput
 
 Models = Annotated[
@@ -73,7 +71,8 @@ def tokenize(
 
     Several -m options show each model's tokens and a row of counts per model.
     """
-    from llmcli.inspect.tokens import tokenize as tokenize_text
+    from llmcli.api import load_tokenizer
+    from llmcli.prompting import Message
     from llmcli.render import tokens as show
 
     modes = [name for name, on in (("--table", table), ("--ids", ids), ("--count", count), ("--json", json)) if on]
@@ -81,56 +80,27 @@ def tokenize(
         raise BadInput(f"{' and '.join(modes)} cannot be combined", "pick one output form")
     if system is not None and not chat:
         raise BadInput("--system only applies with --chat", "add --chat to render TEXT through the chat template")
-    source = read_text(text, file)
-    names = model or [None]
-
+    source = _input.read_text("tokenize", text, file, empty_ok=True, what="text")
+    tokenizers = [load_tokenizer(name) for name in model or [None]]
     if chat:
-        results = [_chat(name, source, system) for name in names]
-        if json:
-            docs = [r.to_dict() for r in results]
-            render.print_json(docs[0] if len(docs) == 1 else docs)
-        elif ids:
-            show.render_ids([r.tokenization for r in results])
-        elif count:
-            show.render_counts([r.tokenization for r in results])
-        else:
-            show.render_chat(results, table=table)
-        return
-
-    results = []
-    for name in names:
-        view, label = load_view(name)
-        results.append(tokenize_text(view, source, label, add_special=add_special, parse_special=parse_special))
+        messages = ([Message("system", system.strip())] if system is not None else []) + [Message("user", source.strip())]
+        chats = [t.chat_tokens(messages) for t in tokenizers]
+        results = [c.tokenization for c in chats]
+    else:
+        chats = None
+        results = [t.tokenize(source, add_special=add_special, parse_special=parse_special) for t in tokenizers]
     if json:
-        docs = [r.to_dict() for r in results]
-        render.print_json(docs[0] if len(docs) == 1 else docs)
+        render.print_json([r.to_dict() for r in (chats or results)])
     elif ids:
         show.render_ids(results)
     elif count:
         show.render_counts(results)
+    elif chats:
+        show.render_chat(chats, table=table)
     elif table:
         show.render_tables(results)
     else:
         show.render_spans(results)
-
-
-def _chat(name: str | None, text: str, system: str | None):
-    from llmcli.inspect.tokens import chat_tokenization
-    from llmcli.tokens import TokenizerView
-    from llmcli.models import load_tokenizer
-    from llmcli.prompting import Message, build_chat_prompt
-
-    tokenizer, ref = load_tokenizer(name)
-    messages = ([Message("system", system.strip())] if system is not None else []) + [Message("user", text.strip())]
-    prompt = build_chat_prompt(tokenizer, messages, add_generation_prompt=True)
-    return chat_tokenization(
-        TokenizerView(tokenizer),
-        prompt.text,
-        getattr(prompt, "ids", None),
-        [(m.role, m.content) for m in messages],
-        ref.alias or ref.name,
-        prompt.mode,
-    )
 
 
 def detokenize(
@@ -148,82 +118,20 @@ def detokenize(
     json: options.Json = False,
 ) -> None:
     """Turn token ids back into text."""
-    from llmcli.inspect.tokens import detokenize as detokenize_ids
+    from llmcli.api import load_tokenizer
     from llmcli.inspect.tokens import parse_ids
     from llmcli.render import tokens as show
 
     if table and json:
         raise BadInput("--table and --json cannot be combined", "pick one output form")
-    if ids:
-        words = ids
-    elif sys.stdin is None or sys.stdin.isatty():
+    if not ids and (sys.stdin is None or sys.stdin.isatty()):
         raise BadInput("no token ids given", "pass them as arguments (`llmcli detokenize 19556 905`) or on stdin")
-    else:
-        words = [_read_stdin()]
-    token_ids = parse_ids(words)
-    view, label = load_view(model)
-    result = detokenize_ids(view, token_ids, label, skip_special=skip_special)
+    token_ids = parse_ids(ids or [_input.read_text("detokenize", "-", None, empty_ok=True, what="token ids")])
+    result = load_tokenizer(model).detokenize(token_ids, skip_special=skip_special)
     if json:
         render.print_json(result.to_dict())
     else:
         show.render_detokenized(result, table=table)
-
-
-# ---------------------------------------------------------------- input and loading
-
-
-def read_text(text: str | None, file: Path | None) -> str:
-    """TEXT, the --file, or stdin, byte for byte. Empty is fine (0 tokens)."""
-    if text is not None and text != "-" and file is not None:
-        raise BadInput("give the text or --file, not both", "drop one of them")
-    if file is not None:
-        try:
-            data = file.expanduser().read_bytes()
-        except FileNotFoundError:
-            raise BadInput(f"no such file: {file}", "check the path given to --file") from None
-        except IsADirectoryError:
-            raise BadInput(f"{file} is a directory", "give --file a text file") from None
-        except OSError as e:
-            raise BadInput(f"cannot read {file}: {e.strerror or e}", "check the file's permissions") from None
-        return _utf8(data, str(file))
-    if text is not None and text != "-":
-        return text
-    if sys.stdin is None or sys.stdin.isatty():
-        raise BadInput("nothing to tokenize", 'give the text (`llmcli tokenize "Hello"`), --file, or pipe it on stdin')
-    return _read_stdin()
-
-
-def _read_stdin() -> str:
-    stream = getattr(sys.stdin, "buffer", None)
-    if stream is None:
-        return sys.stdin.read()
-    return _utf8(stream.read(), "stdin")
-
-
-def _utf8(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadInput(
-            f"{where} is not UTF-8 text (byte 0x{data[e.start]:02X} at offset {e.start})",
-            "convert it first, e.g. `iconv -f latin1 -t utf-8`",
-        ) from None
-
-
-def load_view(name: str | None):
-    """A TokenizerView for a model, and the label to show: the fast path when it can be taken."""
-    from llmcli.tokens import TokenizerView
-    from llmcli.models import cached_tokenizer_json, load_tokenizer, resolve
-
-    ref = resolve(name)
-    label = ref.alias or ref.name
-    path = cached_tokenizer_json(ref)
-    if path is not None:
-        import tokenizers
-
-        return TokenizerView(tokenizers.Tokenizer.from_file(str(path))), label
-    tokenizer, _ = load_tokenizer(name)
-    return TokenizerView(tokenizer), label
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import torch
 
-from llmcli.inspect.next_token import NextTokenTable, _finite
+from llmcli.inspect.next_token import NextTokenTable, json_safe
 from llmcli.tokens import piece_text, special_ids
 
 
@@ -91,7 +91,7 @@ class Agreement:
         data["overlap_ignoring_whitespace"] = self.overlap_ignoring_whitespace
         data["kl_bits"] = self.kl_bits
         data["kl_reverse_bits"] = self.kl_reverse_bits
-        return _finite(data)
+        return json_safe(data)
 
 
 def same_vocabulary(first: Any, second: Any) -> bool:

@@ -28,12 +28,14 @@ Decisions and gotchas:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
 
 from llmcli.errors import BadInput
+from llmcli.inspect.distribution import entropy, probabilities, rank_of, ranked
+from llmcli.inspect.sampler import SamplerReplay
 from llmcli.tokens import piece_text, special_ids
 
 # ---------------------------------------------------------------------------- data
@@ -81,30 +83,6 @@ class NextTokenTable:
     @property
     def entropy_bits(self) -> float:
         return self.entropy / math.log(2)
-
-
-@dataclass(frozen=True)
-class SamplerStage:
-    """The distribution after one sampler stage, renormalised over the tokens still possible."""
-
-    name: str  # "temperature" | "top-k" | "top-p" | "min-p"
-    setting: float
-    survivors: int  # tokens still possible after this stage
-    mass_kept: float  # probability the survivors had before this stage cut the rest
-    probs: tuple[float | None, ...]  # each shown row's renormalised probability; None when cut
-    # Every survivor, most likely first, with its renormalised probability. Left empty when
-    # no token has been cut yet (it would be the whole vocabulary).
-    survivor_ids: tuple[int, ...] = ()
-    survivor_probs: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class SamplerReplay:
-    stages: tuple[SamplerStage, ...]
-
-    @property
-    def final(self) -> SamplerStage:
-        return self.stages[-1]
 
 
 @dataclass(frozen=True)
@@ -189,13 +167,16 @@ class ProbsReport:
     prompt: str
     prompt_tokens: tuple[PromptToken, ...]
     table: NextTokenTable
-    sampler: SamplerReplay | None = None
+    sampler: SamplerReplay | None = None  # llmcli.inspect.sampler
     targets: tuple[TargetScore, ...] = ()
     steps: Unrolled | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # The logits the table was made from (not in --json): compare's KL divergence needs them.
+    logits: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = _finite(asdict(self))
+        data = json_safe(asdict(replace(self, logits=None)))
+        del data["logits"]
         data["table"]["entropy_bits"] = self.table.entropy_bits
         for column, source in zip(data["table"]["columns"], self.table.columns):
             column["entropy_bits"] = source.entropy_bits
@@ -204,14 +185,14 @@ class ProbsReport:
         return data
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN or infinity: such floats become null."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -241,50 +222,7 @@ def check_prompt(ids: Sequence[int], context_length: int | None, *, extra: int =
         )
 
 
-def forward_logits(model: Any, ids: Sequence[int], keep: int = 1) -> torch.Tensor:
-    """One forward pass over `ids`; the float32 logits of the last `keep` positions, [keep, vocab], on the CPU."""
-    from llmcli import forward
-
-    keep = max(1, min(keep, len(ids)))
-    input_ids = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
-    with torch.inference_mode():
-        logits = forward.call(model, input_ids, keep=keep).logits
-    return logits[0, -keep:].float().cpu()
-
-
 # ---------------------------------------------------------------------------- distributions
-
-
-def probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """softmax(logits / T) in float64; T = 0 is greedy: all the mass on the argmax."""
-    logits = logits.double()
-    if temperature == 0:
-        probs = torch.zeros_like(logits)
-        probs[int(torch.argmax(logits))] = 1.0
-        return probs
-    return torch.softmax(logits / temperature, dim=-1)
-
-
-def entropy(probs: torch.Tensor) -> float:
-    """Shannon entropy in nats (0 log 0 = 0)."""
-    return float(torch.special.entr(probs).sum())
-
-
-def parse_temperatures(text: str) -> tuple[float, ...]:
-    """'0.5,1,1.5' -> (0.5, 1.0, 1.5); every value finite and >= 0."""
-    values = []
-    for part in text.replace(" ", "").split(","):
-        try:
-            value = float(part)
-        except ValueError:
-            raise BadInput(
-                f"--temperature: '{part}' is not a number",
-                "give one temperature or a comma-separated list, e.g. --temperature 0.5,1,1.5",
-            ) from None
-        if not math.isfinite(value) or value < 0:
-            raise BadInput(f"--temperature: {part} is out of range", "temperatures are >= 0 (0 means greedy)")
-        values.append(value)
-    return tuple(values)
 
 
 def next_token_table(
@@ -298,14 +236,14 @@ def next_token_table(
 ) -> NextTokenTable:
     """The top `num` tokens of a 1-D logits vector, with a probability column per temperature."""
     if num < 1:
-        raise BadInput(f"--num must be at least 1 (got {num})", "it is the number of rows the table shows")
+        raise BadInput(f"a table needs at least 1 row (got {num})", "it is the number of most likely tokens shown")
     if not temperatures:
-        raise BadInput("no temperature given", "e.g. --temperature 1")
+        raise BadInput("no temperature given", "e.g. temperatures=(1.0,)")
     logits = logits.double()
     vocab = logits.shape[-1]
     num = min(num, vocab)
     logprobs = torch.log_softmax(logits, dim=-1)
-    top_ids = _ranked(logits)[:num]
+    top_ids = ranked(logits)[:num]
     special = special_ids(tokenizer)
 
     def candidate(token_id: int, rank: int) -> Candidate:
@@ -347,99 +285,40 @@ def next_token_table(
     )
 
 
-def _ranked(logits: torch.Tensor) -> torch.Tensor:
-    """Token ids by descending logit; ties keep the lower id first (as argmax does)."""
-    return torch.sort(logits, descending=True, stable=True).indices
-
-
-def rank_of(logits: torch.Tensor, token_id: int) -> int:
-    """1 + the number of tokens with a strictly higher logit."""
-    return 1 + int((logits > logits[token_id]).sum())
-
-
-# ---------------------------------------------------------------------------- the sampler, stage by stage
-
-
-def sampler_replay(
-    logits: torch.Tensor,
-    shown_ids: Sequence[int],
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-) -> SamplerReplay:
-    """Run the engine's sampler stages one at a time and record what survives each.
-
-    Stages that are not set are skipped, except temperature, which always comes first (it is
-    what the later cuts see). T = 0 is greedy: only the argmax survives.
-    """
-    from llmcli import generation
-
-    current = logits.double()  # float32 cumulative sums over a 262k vocabulary blur the top-p boundary
-    previous = probabilities(current, 1.0)
-    vocab = current.shape[-1]
-    stages = []
-    plan: list[tuple[str, float, Any]] = [("temperature", temperature, None)]
-    if top_k is not None:
-        plan.append(("top-k", top_k, generation.top_k_filter))
-    if top_p is not None:
-        plan.append(("top-p", top_p, generation.top_p_filter))
-    if min_p is not None:
-        plan.append(("min-p", min_p, generation.min_p_filter))
-    for name, setting, stage in plan:
-        if name == "temperature":
-            if temperature == 0:
-                greedy = torch.full_like(current, -math.inf)
-                greedy[int(torch.argmax(current))] = current[int(torch.argmax(current))]
-                current = greedy
-            else:
-                current = generation.apply_temperature(current, temperature)
-        else:
-            current = stage(current, setting)
-        alive = torch.isfinite(current)
-        probs = probabilities(current, 1.0) if temperature != 0 else probabilities(current, 0)
-        mass_kept = float(previous[alive].sum())
-        survivors = int(alive.sum())
-        order = _ranked(current)[:survivors] if survivors < vocab else torch.tensor([], dtype=torch.long)
-        stages.append(
-            SamplerStage(
-                name=name,
-                setting=float(setting),
-                survivors=survivors,
-                mass_kept=mass_kept,
-                probs=tuple(float(probs[i]) if bool(alive[i]) else None for i in shown_ids),
-                survivor_ids=tuple(order.tolist()),
-                survivor_probs=tuple(probs[order].tolist()),
-            )
-        )
-        previous = probs
-    return SamplerReplay(tuple(stages))
-
-
 # ---------------------------------------------------------------------------- targets
 
 
 def encode_target(tokenizer: Any, text: str) -> list[int]:
     """The ids of a continuation on its own: no BOS, special-token text kept as text."""
     if text == "":
-        raise BadInput("--target is empty", 'give the continuation to score, e.g. --target " Paris"')
+        raise BadInput("the target is empty", 'give the continuation to score, e.g. " Paris"')
     try:
         ids = tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
     except TypeError:  # a tokenizer without split_special_tokens
         ids = tokenizer.encode(text, add_special_tokens=False)
     if not ids:
-        raise BadInput(f"--target {text!r} encodes to no tokens", "give some visible text")
+        raise BadInput(f"the target {text!r} encodes to no tokens", "give some visible text")
     return list(ids)
 
 
-def score_target(model: Any, tokenizer: Any, prompt_ids: Sequence[int], text: str, *, context_length: int | None = None) -> TargetScore:
-    """Rank, logit and probability of each token of `text` as a continuation of the prompt."""
-    target = encode_target(tokenizer, text)
-    check_prompt(prompt_ids, context_length, extra=len(target))
-    ids = [*prompt_ids, *target]
-    # Position len(prompt) - 1 predicts target[0]; the last position predicts past the target.
-    logits = forward_logits(model, ids, keep=len(target) + 1)[:-1].double()
+# ---------------------------------------------------------------------------- positions
+
+
+def resolve_position(position: int, length: int) -> int:
+    """A Python-style index into the prompt (-1 = the last token) -> 0..length-1."""
+    if not -length <= position < length:
+        where = "the only position is 0" if length == 1 else f"positions run from 0 to {length - 1}"
+        raise BadInput(
+            f"position {position} is outside the prompt, which has {length} token{'s' if length != 1 else ''}",
+            f"{where} (-1 is the last token; `llmcli tokenize` shows them)",
+        )
+    return position % length
+
+
+def target_score(logits: torch.Tensor, tokenizer: Any, text: str, target: Sequence[int]) -> TargetScore:
+    """Rank, logit and probability of each token of a continuation: `logits[i]` is the
+    prediction made just before `target[i]`."""
+    logits = logits.double()
     logprobs = torch.log_softmax(logits, dim=-1)
     special = special_ids(tokenizer)
     tokens = tuple(
@@ -458,99 +337,27 @@ def score_target(model: Any, tokenizer: Any, prompt_ids: Sequence[int], text: st
     return TargetScore(text=text, tokens=tokens, logprob=total, prob=math.exp(total))
 
 
-# ---------------------------------------------------------------------------- positions
-
-
-def resolve_position(position: int, length: int) -> int:
-    """A Python-style index into the prompt (-1 = the last token) -> 0..length-1."""
-    if not -length <= position < length:
-        where = "the only position is 0" if length == 1 else f"positions run from 0 to {length - 1}"
-        raise BadInput(
-            f"--position {position} is outside the prompt, which has {length} token{'s' if length != 1 else ''}",
-            f"{where} (-1 is the last token; `llmcli tokenize` shows them)",
-        )
-    return position % length
-
-
-def table_at(
-    model: Any,
-    tokenizer: Any,
-    ids: Sequence[int],
-    *,
-    position: int = -1,
-    num: int = 10,
-    temperatures: Sequence[float] = (1.0,),
-) -> tuple[NextTokenTable, torch.Tensor]:
-    """The table after the token at `position` (and the logits it came from), in one forward pass.
-
-    At an earlier position the table also carries the token that actually came next.
-    """
-    index = resolve_position(position, len(ids))
-    logits = forward_logits(model, ids, keep=len(ids) - index)[0]
-    actual = ids[index + 1] if index + 1 < len(ids) else None
-    table = next_token_table(logits, tokenizer, num=num, temperatures=temperatures, position=index, actual_next=actual)
-    return table, logits
-
-
 # ---------------------------------------------------------------------------- the loop, unrolled
 
 
-def unroll(
-    model: Any,
-    tokenizer: Any,
-    prompt_ids: Sequence[int],
-    settings: Any,
-    *,
-    stop_strings: Sequence[str] = (),
-    candidates: int = 5,
-    context_length: int | None = None,
-) -> Unrolled:
-    """Run the engine's decode loop for `settings.max_new_tokens` steps, keeping each step's candidates.
-
-    `settings` is a `generation.SamplingSettings`; greedy when its temperature is 0.
-    """
-    from llmcli.generation import generate
-
+def step(index: int, event: Any, tokenizer: Any, output: str) -> Step:
+    """One turn of the decode loop as a Step: the engine's TokenEvent (with its top
+    alternatives) and the text generated so far."""
     special = special_ids(tokenizer)
-    run = generate(
-        model,
-        tokenizer,
-        list(prompt_ids),
-        settings,
-        stop_strings=tuple(stop_strings),
-        top_logprobs=candidates,
-        context_length=context_length,
+    alternatives = tuple(
+        Alternative(rank, int(i), piece_text(tokenizer, int(i)), int(i) in special, float(lp), math.exp(float(lp)))
+        for rank, (i, _piece, lp) in enumerate(event.top, start=1)
     )
-    steps = []
-    output = ""
-    for index, event in enumerate(run, start=1):
-        output += event.text
-        alternatives = tuple(
-            Alternative(rank, int(i), piece_text(tokenizer, int(i)), int(i) in special, float(lp), math.exp(float(lp)))
-            for rank, (i, _piece, lp) in enumerate(event.top, start=1)
-        )
-        rank = next((a.rank for a in alternatives if a.id == event.id), None)
-        steps.append(
-            Step(
-                index=index,
-                id=event.id,
-                text=piece_text(tokenizer, event.id),
-                special=event.id in special,
-                logprob=float(event.logprob),
-                prob=math.exp(float(event.logprob)),
-                rank=rank,
-                candidates=alternatives,
-                output=output,
-            )
-        )
-    return Unrolled(
-        steps=tuple(steps),
-        text=run.text,
-        finish_reason=run.stats.finish_reason,
-        temperature=settings.temperature,
-        top_k=settings.top_k,
-        top_p=settings.top_p,
-        min_p=settings.min_p,
-        seed=settings.seed,
+    return Step(
+        index=index,
+        id=event.id,
+        text=piece_text(tokenizer, event.id),
+        special=event.id in special,
+        logprob=float(event.logprob),
+        prob=math.exp(float(event.logprob)),
+        rank=next((a.rank for a in alternatives if a.id == event.id), None),
+        candidates=alternatives,
+        output=output,
     )
+
 

@@ -53,8 +53,7 @@ def print_block(console: Console, renderable: object) -> None:
             console.print(renderable)
     finally:
         console.width = width
-    console.file.write("".join(line.rstrip(" ") + "\n" for line in captured.get().splitlines()))
-    console.file.flush()
+    console.out("".join(line.rstrip(" ") + "\n" for line in captured.get().splitlines()), end="", highlight=False)
 
 
 def plain() -> bool:
@@ -77,9 +76,9 @@ def visible_whitespace(text: str) -> str:
     return escape_controls(text).replace(" ", "·").replace("\n", "↵").replace("\t", "→")
 
 
-def error(message: str, hint: str | None = None) -> None:
-    """One line of error (and one of hint) on stderr."""
-    console = stderr()
+def error(message: str, hint: str | None = None, console: Console | None = None) -> None:
+    """One line of error (and one of hint), on stderr unless another console is given (the chat's)."""
+    console = console or stderr()
     # soft_wrap: the message stays one line whatever the terminal width.
     console.print(Text.assemble(("error: ", "bold red"), escape_controls(message)), soft_wrap=True)
     if hint:

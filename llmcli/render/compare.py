@@ -93,13 +93,9 @@ def prompt_text(segments: Sequence[tuple[str, bool]]) -> Text:
 
 def stats_text(stats: Any, width: int = 80) -> Text:
     """A column's stats: tokens and why it stopped, speed, time; packed into lines of `width`."""
-    n = stats.generated_tokens
-    reason = {"stop": "stopped", "length": "hit the limit", "interrupted": "interrupted"}.get(stats.finish_reason, stats.finish_reason)
-    parts = [f"{n:,} token{'s' if n != 1 else ''}, {reason}"]
-    if n > 1:  # decoding speed needs a second token
-        parts.append(f"{stats.decode_tokens_per_second:.1f} tok/s")
-    parts += [f"first token {stats.time_to_first_token:.2f} s", f"total {stats.total_seconds:.1f} s"]
-    return Text(pack(parts, width), style="dim")
+    from llmcli.render.stats import stats_parts
+
+    return Text(pack(stats_parts(stats), width), style="dim")
 
 
 def pack_texts(items: Sequence[Text], width: int, separator: str = "  ") -> Text:
@@ -266,14 +262,15 @@ class Sections(Display):
         self.out.flush()
 
     def finish(self, index: int, stats: Any) -> None:
-        from llmcli.render.generate import stats_line
+        from llmcli.render.stats import stats_line
 
         super().finish(index, stats)
         column = self.columns[index]
         if column.text and not column.text.endswith("\n"):
             self.out.write("\n")
         self.out.flush()
-        render.stderr().print(Text.assemble(f"{column.letter}: ", stats_line(stats)), soft_wrap=True)
+        line = stats_line(stats, prompt=True, speeds=True, memory=True)
+        render.stderr().print(Text.assemble(f"{column.letter}: ", line), soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:
         super().__exit__(*exc)

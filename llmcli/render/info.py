@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich import box
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -24,8 +25,8 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def render_info(info: ModelInfo, load_seconds: float) -> None:
-    out = render.stdout()
+def render_info(info: ModelInfo, load_seconds: float, console: Console | None = None) -> None:
+    out = console or render.stdout()
     table = Table(box=box.SIMPLE_HEAD, show_header=False, title=Text(info.name, style="bold"), title_justify="left")
     table.add_column(style="cyan", no_wrap=True)
     table.add_column(overflow="fold")

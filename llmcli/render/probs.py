@@ -30,11 +30,11 @@ from llmcli.inspect.next_token import (
     NextTokenTable,
     ProbsReport,
     PromptToken,
-    SamplerReplay,
     Step,
     TargetScore,
     Unrolled,
 )
+from llmcli.inspect.sampler import SamplerReplay
 
 TOKEN_WIDTH = 16
 BAR_WIDTH = 20

@@ -1,0 +1,195 @@
+"""`llmcli.load(name)` -> `Model`: a model to generate with, chat with and look inside.
+
+    import llmcli
+
+    model = llmcli.load("smollm2")
+    reply = model.generate("What is the capital of France?", temperature=0)
+    print(reply.text, reply.stats.decode_tokens_per_second)
+    table = model.next_token("The capital of France is").table   # the next-token distribution
+
+Every command, chat slash command, compare side and server route is a thin client of this
+class; it holds a backend (`llmcli.backends`) and builds each feature from the backend's
+few operations, so a faster engine or a remote server changes nothing here.
+
+How a prompt is built (`prompt`, mode):
+- "auto": an instruct model (one with a chat template) gets the text as a user message
+  through its template; a base model gets the raw text. A system prompt means chat.
+- "chat": the chat template; a base model chats through prompts/base-chat.txt.
+- "raw": the text byte for byte.
+Sampling values left out take the defaults of `SamplingSettings`; `recommended_sampling()`
+gives the model makers' values, which the CLI uses for the flags a user leaves out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from llmcli.api import probs
+from llmcli.api.response import Response
+from llmcli.api.tokenizer import Tokenizing
+from llmcli.errors import BadInput
+from llmcli.prompting import Message, Prompt, trim_to_context
+from llmcli.sampling import SamplingSettings
+from llmcli.tokens import view
+
+MODES = ("auto", "chat", "raw")
+
+
+class Model(Tokenizing):
+    def __init__(self, backend: Any):
+        self.backend = backend
+
+    # ---------------------------------------------------------------- what it is
+
+    @property
+    def label(self) -> str:
+        return self.backend.label
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tokenizer
+
+    @property
+    def view(self):
+        return view(self.backend.tokenizer)
+
+    @property
+    def context_length(self) -> int | None:
+        return self.backend.context_length
+
+    @property
+    def load_seconds(self) -> float:
+        return self.backend.load_seconds
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.backend.has_chat_template()
+
+    def info(self) -> Any:
+        """Architecture, parameters by part, memory per dtype, special tokens (`ModelInfo`)."""
+        return self.backend.info()
+
+    def recommended_sampling(self) -> dict[str, float]:
+        return self.backend.recommended_sampling()
+
+    # ---------------------------------------------------------------- prompts
+
+    def prompt(self, text: str, *, system: str | None = None, mode: str = "auto") -> Prompt:
+        if mode not in MODES:
+            raise BadInput(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if mode == "raw" and system is not None:
+            raise BadInput("a system prompt needs chat mode, and raw mode sends the text as is", "drop one of them")
+        if mode == "raw" or (mode == "auto" and system is None and not self.has_chat_template):
+            return self.backend.raw_prompt(text)
+        messages = [Message("system", system)] if system is not None else []
+        return self.chat_prompt([*messages, Message("user", text)])
+
+    def chat_prompt(self, messages: Sequence[Message | dict], *, add_generation_prompt: bool = True) -> Prompt:
+        return self.backend.chat_prompt(_messages(messages), add_generation_prompt=add_generation_prompt)
+
+    def fit(self, messages: Sequence[Message | dict], reserve: int) -> tuple[list[Message], int]:
+        """The conversation trimmed to the context window with `reserve` tokens left for the
+        reply: the oldest turns go, system messages stay. Returns (kept, dropped)."""
+        messages = _messages(messages)
+        if not self.context_length:
+            return messages, 0
+        return trim_to_context(self.tokenizer, messages, self.context_length, reserve)
+
+    # ---------------------------------------------------------------- generating
+
+    def generate(
+        self,
+        prompt: str | Prompt,
+        *,
+        system: str | None = None,
+        mode: str = "auto",
+        settings: SamplingSettings | None = None,
+        top_logprobs: int = 0,
+        **sampling: Any,
+    ) -> Response:
+        """Start a generation (it runs as the Response is iterated or read).
+        `sampling` are SamplingSettings fields: temperature=0, max_new_tokens=64, seed=1..."""
+        built = prompt if isinstance(prompt, Prompt) else self.prompt(prompt, system=system, mode=mode)
+        settings = _settings(settings, sampling)
+        generation = self.backend.generation(built, settings, top_logprobs=top_logprobs)
+        return Response(generation, built, settings, self.label, self.load_seconds)
+
+    def chat(self, messages: Sequence[Message | dict], *, settings: SamplingSettings | None = None, **sampling: Any) -> Response:
+        """The assistant's next reply to a conversation."""
+        return self.generate(self.chat_prompt(messages), settings=settings, **sampling)
+
+    # ---------------------------------------------------------------- looking inside
+
+    def next_token(
+        self,
+        prompt: str | Prompt,
+        *,
+        system: str | None = None,
+        mode: str = "raw",
+        num: int = 10,
+        temperatures: Sequence[float] = (1.0,),
+        position: int = -1,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        targets: Sequence[str] = (),
+        ids: Sequence[int] | None = None,
+    ):
+        """The next-token distribution after the prompt (raw text unless `mode`), as a
+        `ProbsReport`: the top `num` rows with a probability column per temperature, the
+        sampler's cuts replayed when top_k/top_p/min_p are set, each target's rank."""
+        built = prompt if isinstance(prompt, Prompt) else self.prompt(prompt, system=system, mode=mode)
+        return probs.report(
+            self.backend,
+            built,
+            ids=ids,
+            num=num,
+            temperatures=tuple(temperatures),
+            position=position,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            targets=targets,
+        )
+
+    def unroll(self, prompt: str | Prompt, *, mode: str = "raw", settings: SamplingSettings | None = None, candidates: int = 5, **sampling: Any) -> probs.Unrolling:
+        """Generation unrolled: iterate for each step's candidates and pick, as they come."""
+        built = prompt if isinstance(prompt, Prompt) else self.prompt(prompt, mode=mode)
+        return probs.Unrolling(self.backend, built, _settings(settings, sampling), candidates)
+
+    def logits(self, ids: Sequence[int], keep: int = 1):
+        """The raw float32 logits of the last `keep` positions after `ids`."""
+        return self.backend.logits(ids, keep)
+
+
+def _settings(settings: SamplingSettings | None, changes: dict[str, Any]) -> SamplingSettings:
+    from dataclasses import replace
+
+    if "stop" in changes and isinstance(changes["stop"], (list, str)):
+        changes["stop"] = (changes["stop"],) if isinstance(changes["stop"], str) else tuple(changes["stop"])
+    return replace(settings or SamplingSettings(), **changes).validate()
+
+
+def _messages(messages: Sequence[Message | dict]) -> list[Message]:
+    return [m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages]
+
+
+def load(
+    name: str | None = None,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    quantize: str = "none",
+    compile: bool = False,
+    trust_remote_code: bool = False,
+    progress: Any = None,
+) -> Model:
+    """Load a model by name: a built-in alias (smollm2, gemma3-270m), a .gguf file, a Hugging
+    Face directory or hub id. `progress(stage, done, total)` hears about a first-use
+    conversion (see llmcli.models.cache)."""
+    from llmcli.backends.local import LocalBackend
+    from llmcli.models import LoadOptions, load_model
+    from llmcli.models.cache import no_progress
+
+    options = LoadOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code, quantize=quantize, compile=compile)
+    return Model(LocalBackend(load_model(name, options, progress or no_progress)))

@@ -1,0 +1,66 @@
+"""The local backend: a transformers model and tokenizer in this process.
+
+The weights come from `llmcli.models.load_model`; the forward pass from `llmcli.forward`
+(the keywords the installed transformers takes); generation from llmcli's own decode
+loop (`llmcli.generation`), which gives exactly `model.generate()`'s greedy tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from llmcli import forward, prompting
+from llmcli.backends import CAPABILITIES
+from llmcli.generation import Generation, generate
+from llmcli.models import LoadedModel, recommended_sampling
+from llmcli.prompting import Message, Prompt
+from llmcli.sampling import SamplingSettings
+
+
+class LocalBackend:
+    capabilities = CAPABILITIES
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.label = loaded.label
+        self.context_length = loaded.context_length
+        self.load_seconds = loaded.load_seconds
+
+    def has_chat_template(self) -> bool:
+        return prompting.has_chat_template(self.tokenizer)
+
+    def raw_prompt(self, text: str) -> Prompt:
+        return prompting.build_raw_prompt(self.tokenizer, text)
+
+    def chat_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> Prompt:
+        return prompting.build_chat_prompt(self.tokenizer, list(messages), add_generation_prompt=add_generation_prompt)
+
+    def generation(self, prompt: Prompt, settings: SamplingSettings, *, top_logprobs: int = 0) -> Generation:
+        return generate(
+            self.model,
+            self.tokenizer,
+            prompt.ids,
+            settings,
+            stop_strings=prompt.stop_strings,
+            top_logprobs=top_logprobs,
+            context_length=self.context_length,
+        )
+
+    def logits(self, ids: Sequence[int], keep: int = 1) -> Any:
+        import torch
+
+        keep = max(1, min(keep, len(ids)))
+        input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.model.device)
+        with torch.inference_mode():
+            logits = forward.call(self.model, input_ids, keep=keep).logits
+        return logits[0, -keep:].float().cpu()
+
+    def recommended_sampling(self) -> dict[str, float]:
+        return recommended_sampling(self.loaded)
+
+    def info(self) -> Any:
+        from llmcli.inspect.architecture import model_info
+
+        return model_info(self.loaded)

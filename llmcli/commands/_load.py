@@ -1,0 +1,24 @@
+"""Loading a model for a command: `llmcli.load` with the command's loading options, and
+a progress bar on stderr for a first-use conversion or `--compile`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def load(name: str | None, loading: dict[str, Any]):
+    """The `llmcli.Model` for `-m NAME` (None: the default model)."""
+    from llmcli.api import load as load_model
+    from llmcli.render.progress import LoadProgress
+
+    with LoadProgress(progress_label(name)) as progress:
+        return load_model(name, progress=progress, **loading)
+
+
+def progress_label(name: str | None) -> str:
+    """How a progress bar names a model: an alias as it is, a path by its last part."""
+    from llmcli.models import default_model_name
+
+    name = name or default_model_name()
+    return Path(name).name if "/" in name or name.endswith(".gguf") else name

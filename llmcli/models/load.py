@@ -1,0 +1,241 @@
+"""Loading: a resolved model's weights and tokenizer, placed and typed as asked.
+
+`load_model(name, options, progress)` resolves the name, converts a GGUF file on first
+use, and reads the Hugging Face directory with transformers; `load_tokenizer(name)`
+reads only the tokenizer. Options are plain values (`LoadOptions`), progress a callback
+(`cache.Progress`): nothing here knows about a terminal.
+
+Decisions:
+- `trust_remote_code` is off unless asked for: a hub model's own code never runs by default.
+- On the CPU, `dtype="auto"` is float32: exact, and (measured) faster than bfloat16 here.
+- `--compile` compiles the one-token decode step only, while loading, on a throwaway
+  decode (about a minute on a small CPU): a prompt's single pass stays eager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from llmcli.errors import LlmcliError
+from llmcli.models import cache
+from llmcli.models.registry import ALIASES
+from llmcli.models.resolve import ModelRef, model_dir, resolve, tokenizer_dir
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+QUANTIZE = ("none", "int8", "int4")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model: plain values, the same from the CLI and from Python."""
+
+    dtype: str = "auto"  # one of DTYPES
+    device: str = "auto"  # one of DEVICES
+    trust_remote_code: bool = False
+    quantize: str = "none"  # one of QUANTIZE: int8/int4 weight-only Linear layers (llmcli.quantize)
+    compile: bool = False  # torch.compile the decode step
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel
+    tokenizer: Any
+    ref: ModelRef
+    path: Path  # the Hugging Face directory the weights were read from
+    converted: bool  # True when this load had to convert a GGUF file first
+    load_seconds: float
+    dtype: str
+    device: str
+    quantize: str = "none"
+    compiled: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.ref.label
+
+    @property
+    def context_length(self) -> int | None:
+        return context_length(self.model.config)
+
+
+def context_length(config: Any) -> int | None:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(text, "max_position_embeddings", None)
+
+
+def load_tokenizer(name: str | None):
+    """Only the tokenizer (no weights), and the ref. For a GGUF file with no cache entry
+    yet, the tokenizer is built from the GGUF once (34 s for Gemma's 262k vocabulary) and
+    saved in a tokenizer-only cache entry, so later runs read it in a fraction of a second."""
+    from transformers import AutoTokenizer
+
+    ref = resolve(name)
+    if ref.is_gguf:
+        assert ref.path is not None
+        found = tokenizer_dir(ref)
+        if found is not None:
+            return AutoTokenizer.from_pretrained(found), ref
+        cache.check_gguf(ref.path)
+        tokenizer = AutoTokenizer.from_pretrained(ref.path.parent, gguf_file=ref.path.name)
+        cache.save_tokenizer_entry(ref.path, tokenizer)
+        return tokenizer, ref
+    path, _ = model_dir(ref)
+    return _load_hf(AutoTokenizer.from_pretrained, path, ref), ref
+
+
+def load_model(name: str | None, options: LoadOptions = LoadOptions(), progress: cache.Progress = cache.no_progress) -> LoadedModel:
+    """Load a model and its tokenizer. The default is the exact model; `options.quantize`
+    and `options.compile` are the opt-in speed-ups."""
+    _check(options)
+    start = time.perf_counter()
+    ref = resolve(name)
+    path, converted = model_dir(ref, progress)
+    torch_device, device_map = _pick_device(options.device)
+    torch_dtype = _pick_dtype(options.dtype, torch_device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _no_transformers_bars():
+        tokenizer = _load_hf(AutoTokenizer.from_pretrained, path, ref, trust_remote_code=options.trust_remote_code)
+        model = _load_hf(
+            AutoModelForCausalLM.from_pretrained,
+            path,
+            ref,
+            dtype=torch_dtype,
+            device_map=device_map,
+            trust_remote_code=options.trust_remote_code,
+        )
+    model.eval()
+    if options.quantize != "none":
+        from llmcli.quantize import quantize_model
+
+        quantize_model(model, options.quantize)
+    if options.compile:
+        _compile(model, progress)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        ref=ref,
+        path=path,
+        converted=converted,
+        load_seconds=time.perf_counter() - start,
+        dtype=str(torch_dtype).removeprefix("torch."),
+        device=str(model.device),
+        quantize=options.quantize,
+        compiled=options.compile,
+    )
+
+
+@contextlib.contextmanager
+def _no_transformers_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" tqdm bar for a read that takes a fraction of
+    a second; llmcli reports its slow steps through `progress` instead."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _check(options: LoadOptions) -> None:
+    for name, valid in (("dtype", DTYPES), ("device", DEVICES), ("quantize", QUANTIZE)):
+        if getattr(options, name) not in valid:
+            raise LlmcliError(f"{name} must be one of {', '.join(valid)}; got {getattr(options, name)!r}")
+
+
+_SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+
+def recommended_sampling(loaded: LoadedModel) -> dict[str, float]:
+    """The sampling values a model's makers recommend: a built-in alias's (from its model
+    card), else those its generation config (generation_config.json, as transformers read
+    it; unset values are None) sets when it asks for sampling (`do_sample`). Commands use
+    them for the sampling flags the user leaves out."""
+    if loaded.ref.alias:
+        return dict(ALIASES[loaded.ref.alias].sampling)
+    config = loaded.model.generation_config
+    if config.do_sample is not True:
+        return {}
+    return {k: getattr(config, k) for k in _SAMPLING_KEYS if getattr(config, k, None) is not None}
+
+
+def _compile(model, progress: cache.Progress) -> None:
+    """Compile the forward pass of decode steps (one new token); a prompt's single pass
+    stays eager (compiling it too meant a second graph for one pass per reply)."""
+    import functools
+
+    import torch
+
+    eager = model.forward
+    compiled = torch.compile(eager, dynamic=True)
+
+    @functools.wraps(eager)
+    def forward(*args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        return compiled(*args, **kwargs) if ids is not None and ids.shape[-1] == 1 else eager(*args, **kwargs)
+
+    model.forward = forward
+    progress("compiling", 0, None)
+    with torch.inference_mode():
+        _warm_up(model)
+    progress("compiled", 1, 1)
+
+
+def _warm_up(model) -> None:
+    """Two decode steps the way the engine calls the model (generation.Generation), so its
+    guards match and the real decode reuses the graph."""
+    import torch
+
+    from llmcli import forward
+
+    cache_ = forward.new_cache(model)
+    for length in (4, 1, 1):  # a prompt of 4 (1 is a size dynamo specialises), then two steps
+        # A new tensor each time, as the engine makes: a slice would have other strides and
+        # fail the graph's guards, so the first real step would compile again.
+        ids = torch.zeros((1, length), dtype=torch.long, device=model.device)
+        forward.call(model, ids, cache=cache_, keep=1)
+
+
+def _load_hf(loader, path: Path, ref: ModelRef, **kwargs):
+    """Call a transformers loader, turning its failures on a user's model into one line."""
+    try:
+        return loader(path, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = "check that it is a causal language model in Hugging Face format"
+        if "trust_remote_code" in str(e):
+            hint = "this model ships its own code; pass --trust-remote-code if you trust it"
+        raise LlmcliError(f"cannot load '{ref.name}': {first}", hint) from e
+
+
+def _pick_device(device: str) -> tuple[str, str | None]:
+    """(device for the weights, device_map for accelerate)."""
+    import torch
+
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if device == "auto":
+        if cuda:
+            return "cuda", "auto"  # accelerate spreads the layers when there are several GPUs
+        return ("mps", "mps") if mps else ("cpu", None)
+    if (device == "cuda" and not cuda) or (device == "mps" and not mps):
+        raise LlmcliError(f"--device {device}: no such device on this machine", "use --device cpu or auto")
+    return device, (None if device == "cpu" else device)
+
+
+def _pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        # On the CPU float32 is both exact and (measured) faster than bfloat16 for decoding.
+        if device == "cpu":
+            return torch.float32
+        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, dtype)
