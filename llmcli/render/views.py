@@ -111,6 +111,17 @@ def legend(items: Iterable[tuple[str, str]], console: Console) -> Text:
     return out
 
 
+def scale_bar(low: str, high: str, note: str = "") -> Text:
+    """`low ██████████ high (note)`: the ramp from its first level to its last."""
+    out = Text(f"{low} ")
+    for index in range(len(RAMP)):
+        out.append("  ", style=shade(index))
+    out.append(f" {high}")
+    if note:
+        out.append(f"  ({note})", style="dim")
+    return out
+
+
 # ---------------------------------------------------------------------------- --svg / --html
 
 
