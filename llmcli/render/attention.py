@@ -33,15 +33,15 @@ def _groups(arch) -> str:
     return " | ".join(f"{g[0]}–{g[-1]}" if len(g) > 1 else str(g[0]) for g in arch.kv_groups)
 
 
-def _what(pattern: AttentionPattern) -> str:
+def _what(pattern: AttentionPattern) -> list[str]:
     arch = pattern.arch
-    kind = "sliding window " + str(arch.sliding_window) if pattern.layer_type == SLIDING else "full attention"
+    kind = f"sliding window of {arch.sliding_window}" if pattern.layer_type == SLIDING else "full attention"
     layer = f"layer {pattern.layer} of 0–{arch.num_layers - 1} ({kind})"
     if pattern.head is None:
-        return f"{layer} · mean of its {arch.num_heads} query heads"
+        return [layer, f"mean of its {arch.num_heads} query heads (KV heads shared by {_groups(arch)})"]
     group = arch.kv_groups[pattern.kv_head]
     shared = f", shared with heads {', '.join(map(str, (h for h in group if h != pattern.head)))}" if len(group) > 1 else ""
-    return f"{layer} · query head {pattern.head} of 0–{arch.num_heads - 1} (KV head {pattern.kv_head}{shared})"
+    return [layer, f"query head {pattern.head} of 0–{arch.num_heads - 1} (KV head {pattern.kv_head}{shared})"]
 
 
 def _label(pattern: AttentionPattern, q: int, digits: int) -> Text:
@@ -133,9 +133,11 @@ def summary(pattern: AttentionPattern, console: Console):
 def render_pattern(pattern: AttentionPattern, *, show_summary: bool = True, console: Console | None = None) -> None:
     out = console or render.stdout()
     heading = Text.assemble(("Attention", "bold"), (f"  {views.model_name(pattern.model)} · {len(pattern.tokens)} tokens", "dim"))
-    notes = [Text(_what(pattern), style="dim")]
+    notes = [Text(line, style="dim") for line in _what(pattern)]
+    sink = sum(pattern.sink) / len(pattern.sink)
+    if not pattern.drop_first and sink > 0.5 and len(pattern.tokens) > 2:
+        notes.append(Text(f"the first token takes {sink:.0%} of the attention on average (the sink): --drop-first shows the rest", style="dim"))
     if pattern.drop_first:
-        sink = sum(pattern.sink) / len(pattern.sink)
         notes.append(Text(f"the first token is hidden and each row renormalised over the rest; it took {sink:.0%} of the attention on average (the sink)", style="dim"))
     views.emit(out, heading, *notes, None, *heatmap(pattern, out))
     if show_summary:
