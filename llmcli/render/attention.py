@@ -101,7 +101,7 @@ def heatmap(pattern: AttentionPattern, console: Console) -> list:
     if coloured:
         lines.append(Text.assemble(views.scale_bar("0", "1", note), ("   ", ""), ("·", "dim"), (" causal mask", "dim")))
     else:
-        lines.append(Text(note + "; blank: the causal mask", style="dim"))
+        lines += [Text(note, style="dim"), Text("blank: the causal mask", style="dim")]
     if window is not None and max(pattern.queries) >= window:
         lines.append(Text(f"- beyond this layer's sliding window: a query sees only the last {window} tokens", style="dim"))
     if keep < n:
@@ -136,7 +136,7 @@ def render_pattern(pattern: AttentionPattern, *, show_summary: bool = True, cons
     notes = [Text(line, style="dim") for line in _what(pattern)]
     sink = sum(pattern.sink) / len(pattern.sink)
     if not pattern.drop_first and sink > 0.5 and len(pattern.tokens) > 2:
-        notes.append(Text(f"the first token takes {sink:.0%} of the attention on average (the sink): --drop-first shows the rest", style="dim"))
+        notes.append(Text(f"the first token takes {sink:.0%} of the attention (the sink); --drop-first hides it", style="dim"))
     if pattern.drop_first:
         notes.append(Text(f"the first token is hidden and each row renormalised over the rest; it took {sink:.0%} of the attention on average (the sink)", style="dim"))
     views.emit(out, heading, *notes, None, *heatmap(pattern, out))
