@@ -12,7 +12,6 @@ from rich.console import Console
 from llmcli.inspect import lens as ln
 from llmcli.render.lens import render_report
 from tests.asserts import assert_one_line_error
-from tests.tiny_inspect_models import tiny_gemma_dir  # noqa: F401  (fixture)
 
 PROMPT = "The capital of France is"
 HOSTILE = "Hi [bold]x\x1b[31m y"
