@@ -38,7 +38,8 @@ def _what(pattern: AttentionPattern) -> list[str]:
     kind = f"sliding window of {arch.sliding_window}" if pattern.layer_type == SLIDING else "full attention"
     layer = f"layer {pattern.layer} of 0–{arch.num_layers - 1} ({kind})"
     if pattern.head is None:
-        return [layer, f"mean of its {arch.num_heads} query heads (KV heads shared by {_groups(arch)})"]
+        kv = arch.num_kv_heads
+        return [layer, f"mean of its {arch.num_heads} query heads; {kv} KV head{'s' if kv > 1 else ''}, shared by query heads {_groups(arch)}"]
     group = arch.kv_groups[pattern.kv_head]
     shared = f", shared with heads {', '.join(map(str, (h for h in group if h != pattern.head)))}" if len(group) > 1 else ""
     return [layer, f"query head {pattern.head} of 0–{arch.num_heads - 1} (KV head {pattern.kv_head}{shared})"]
@@ -138,7 +139,7 @@ def render_pattern(pattern: AttentionPattern, *, show_summary: bool = True, cons
     if not pattern.drop_first and sink > 0.5 and len(pattern.tokens) > 2:
         notes.append(Text(f"the first token takes {sink:.0%} of the attention (the sink); --drop-first hides it", style="dim"))
     if pattern.drop_first:
-        notes.append(Text(f"the first token is hidden and each row renormalised over the rest; it took {sink:.0%} of the attention on average (the sink)", style="dim"))
+        notes.append(Text(f"first token hidden, rows renormalised; it took {sink:.0%} of the attention (the sink)", style="dim"))
     views.emit(out, heading, *notes, None, *heatmap(pattern, out))
     if show_summary:
         views.emit(out, None, Text.assemble(("Each query's top 3", "bold"), (": the keys it attends to most (position, token, weight)", "dim")), summary(pattern, out))

@@ -108,7 +108,7 @@ def render_table(report: LensReport, position: int, console: Console) -> None:
     story = Text.assemble(("The answer ", "dim"), quoted(answer.text, answer.special), (f" ({short_percent(answer.prob)}) first becomes rank 1 at ", "dim"), label(first))
     if settled != first:
         story.append(f", and stays rank 1 from {label(settled)}", style="dim")
-    notes = [story, Text("entropy in bits; KL(final ‖ layer) in nats; probabilities are each layer's own softmax", style="dim")]
+    notes = [story, Text("entropy in bits; KL(final ‖ layer) in nats", style="dim")]
     if target:
         what = "the token that came next" if target.source == "next" else "target"
         line = Text.assemble((f"{what} ", "dim"), quoted(target.piece, target.special))
