@@ -100,7 +100,8 @@ def _table(report: NeighborsReport, console: Console, narrow: bool) -> Table:
 
 
 def _neighbors(report: NeighborsReport, console: Console, narrow: bool) -> Group:
-    parts = [_question(report), Text(f"{views.model_name(report.model)} · {_METHODS[report.method]}", style="dim"), _table(report, console, narrow)]
+    method = {"cosine": "cosine", "3cosadd": "3CosAdd", "3cosmul": "3CosMul"}[report.method] if narrow else _METHODS[report.method]
+    parts = [_question(report), Text(f"{views.model_name(report.model)} · {method}", style="dim"), _table(report, console, narrow)]
     return Group(*parts, *_facts(report, narrow))
 
 
@@ -116,12 +117,13 @@ def _numbers(values: Sequence[float], width: int) -> list[Text]:
 
 def _vector(report: VectorReport, width: int) -> Group:
     word = report.word
-    where = " (the mean of its pieces' vectors)" if word.averaged else f": token id {word.ids[0]}, so row {word.ids[0]} of the embedding matrix"
+    where = " (the mean of its pieces' vectors)" if word.averaged else f": row {word.ids[0]} of the embedding matrix"
     lines = [
         Text.assemble(_word(word), (f" is a list of {report.facts.dim} numbers{where}", "dim")),
         Text(f"{views.model_name(report.model)} · the first {len(report.first)}:", style="dim"),
         *_numbers(report.first, width),
-        Text.assemble(("norm ", "dim"), f"{report.norm:.3f}", (f" — larger than {report.percentile:.1f}% of the vocabulary's vectors (min {report.norm_min:.3f}, median {report.norm_median:.3f}, max {report.norm_max:.3f})", "dim")),
+        Text.assemble(("norm ", "dim"), f"{report.norm:.3f}", (f", larger than {report.percentile:.1f}% of the vocabulary's vectors", "dim")),
+        Text(f"(their norms: min {report.norm_min:.3f}, median {report.norm_median:.3f}, max {report.norm_max:.3f})", style="dim"),
     ]
     if report.facts.embed_scale:
         lines.append(Text(f"scaled by √{report.facts.dim} = {report.facts.embed_scale:.2f} as the model reads it, its norm is {report.norm * report.facts.embed_scale:.2f}", style="dim"))
