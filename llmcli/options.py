@@ -57,6 +57,27 @@ Model = Annotated[
         show_default=False,
     ),
 ]
+Models = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "-m",
+        "--model",
+        help="Alias (smollm2, gemma3-270m), a .gguf file, a Hugging Face directory or hub id; "
+        "repeat it to see models side by side. Default: $LLMCLI_MODEL or smollm2.",
+        rich_help_panel=LOADING,
+        show_default=False,
+        metavar="MODEL",
+    ),
+]
+EXPORT = "Export"
+Svg = Annotated[
+    Optional[Path],
+    typer.Option("--svg", metavar="FILE", help="Also save what is printed as an SVG picture.", rich_help_panel=EXPORT, show_default=False),
+]
+Html = Annotated[
+    Optional[Path],
+    typer.Option("--html", metavar="FILE", help="Also save what is printed as an HTML page.", rich_help_panel=EXPORT, show_default=False),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 System = Annotated[
     Optional[str], typer.Option("--system", "-s", help="A system prompt.", rich_help_panel=PROMPT, show_default=False)

@@ -136,6 +136,19 @@ class TokenizerView:
                 return piece.replace("▁", " ").encode("utf-8")
         return self.decode([token_id]).encode("utf-8")
 
+    def pieces(self, ids: Sequence[int]) -> list[str | None]:
+        """Many ids' pieces in one call (a whole vocabulary: one call, not 262,144)."""
+        if self.hf is not None:
+            found = self.hf.convert_ids_to_tokens(list(ids))
+        else:
+            assert self.backend is not None
+            found = [self.backend.id_to_token(i) for i in ids]
+        return [p if isinstance(p, str) else None for p in found]
+
+    def many_bytes(self, ids: Sequence[int]) -> list[bytes | None]:
+        """`token_bytes` of many ids (None for an id the vocabulary does not have)."""
+        return [None if piece is None else self.token_bytes(i, piece) for i, piece in zip(ids, self.pieces(ids))]
+
     def text(self, token_id: int) -> str:
         """What one token stands for on its own, partial characters as `<0xNN>`."""
         return bytes_to_text(self.token_bytes(token_id))

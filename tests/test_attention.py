@@ -140,11 +140,11 @@ def test_the_head_overview_is_each_heads_mean_entropy(models):
 @pytest.mark.parametrize(
     "kwargs, fragments",
     [
-        ({"layer": 99}, ["--layer 99", "from 0 to"]),
-        ({"layer": -99}, ["--layer -99"]),
-        ({"head": 4}, ["--head 4", "from 0 to 3"]),
-        ({"start": 5, "end": 3}, ["--from 5"]),
-        ({"end": 999}, ["--to 999"]),
+        ({"layer": 99}, ["layer 99", "from 0 to"]),
+        ({"layer": -99}, ["layer -99"]),
+        ({"head": 4}, ["head 4", "from 0 to 3"]),
+        ({"start": 5, "end": 3}, ["positions 5 to 3"]),
+        ({"end": 999}, ["positions 0 to 999"]),
     ],
 )
 def test_out_of_range_indices_say_the_valid_range(models, kwargs, fragments):

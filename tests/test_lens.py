@@ -136,16 +136,16 @@ def test_parse_layers(spec, expected):
 
 @pytest.mark.parametrize("spec", ["a:b", "0:30:0", "1:2:3:4", "40", "-31", "5:5", ""])
 def test_parse_layers_refuses_nonsense(spec):
-    with pytest.raises(BadInput, match="--layers"):
+    with pytest.raises(BadInput, match="layers"):
         ln.parse_layers(spec, 30)
 
 
 def test_bad_inputs(loaded):
     with pytest.raises(BadInput, match="empty"):
         ln.logit_lens(loaded.model, loaded.tokenizer, [])
-    with pytest.raises(BadInput, match="--target"):
+    with pytest.raises(BadInput, match="target"):
         ln.logit_lens(loaded.model, loaded.tokenizer, raw_ids(loaded.tokenizer, PROMPT), target="")
-    with pytest.raises(BadInput, match="--top-k"):
+    with pytest.raises(BadInput, match="top_k"):
         ln.logit_lens(loaded.model, loaded.tokenizer, raw_ids(loaded.tokenizer, PROMPT), top_k=0)
 
 

@@ -28,11 +28,13 @@ def loaded(tiny_model_dir):
 def run_json(cli, *args):
     result = cli("neighbors", *args, "--json")
     assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
+    docs = json.loads(result.stdout)
+    assert isinstance(docs, list)  # one document per -m, always a list
+    return docs[0] if len(docs) == 1 else docs
 
 
 def test_json_scores_are_direct_cosines(cli, tiny_model_dir, loaded):
-    data = run_json(cli, "-m", tiny_model_dir, "capital", "-n", "5", "--all-pieces")
+    data = run_json(cli, "-m", tiny_model_dir, "capital", "--num", "5", "--all-pieces")
     (query,) = loaded.tokenizer(" capital", add_special_tokens=False)["input_ids"]
     E = loaded.model.get_input_embeddings().weight.detach().double()
     scores = F.cosine_similarity(E, E[query][None], dim=-1)
@@ -52,7 +54,7 @@ def test_a_word_that_is_one_token_in_one_model_and_several_in_the_other(cli, tin
 
 
 def test_analogy_and_vector_from_the_cli(cli, tiny_model_dir, loaded):
-    data = run_json(cli, "-m", tiny_model_dir, "--analogy", "capital - France + dog", "--method", "mul", "-n", "3")
+    data = run_json(cli, "-m", tiny_model_dir, "--analogy", "capital - France + dog", "--method", "mul", "--num", "3")
     assert data["method"] == "3cosmul" and data["expression"] == "capital - France + dog" and len(data["neighbors"]) == 3
     vector = run_json(cli, "-m", tiny_model_dir, "capital", "--vector", "--dims", "4")
     (query,) = loaded.tokenizer(" capital", add_special_tokens=False)["input_ids"]

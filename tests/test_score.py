@@ -120,7 +120,7 @@ def test_a_text_longer_than_the_window_is_scored_once_per_token_with_stride_cont
 def test_a_stride_that_does_not_fit_the_window_is_refused(loaded):
     ids = raw_ids(loaded.tokenizer, LONG)
     for stride in (0, loaded.model.config.max_position_embeddings):
-        with pytest.raises(BadInput, match="--stride"):
+        with pytest.raises(BadInput, match="stride"):
             sc.score_ids(loaded.model, loaded.tokenizer, ids, stride=stride)
 
 

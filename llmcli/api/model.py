@@ -6,6 +6,7 @@
     reply = model.generate("What is the capital of France?", temperature=0)
     print(reply.text, reply.stats.decode_tokens_per_second)
     table = model.next_token("The capital of France is").table   # the next-token distribution
+    model.score("The capital of France is Paris.").scores.totals.perplexity
 
 Every command, chat slash command, compare side and server route is a thin client of this
 class; it holds a backend (`llmcli.backends`) and builds each feature from the backend's
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from llmcli.api import probs
+from llmcli.api.inspection import Inspecting
 from llmcli.api.response import Response
 from llmcli.api.tokenizer import Tokenizing
 from llmcli.errors import BadInput
@@ -35,7 +37,7 @@ from llmcli.tokens import view
 MODES = ("auto", "chat", "raw")
 
 
-class Model(Tokenizing):
+class Model(Tokenizing, Inspecting):
     def __init__(self, backend: Any):
         self.backend = backend
 

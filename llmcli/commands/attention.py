@@ -14,16 +14,18 @@ from typing import Annotated, Optional
 import typer
 
 from llmcli import options, render
-from llmcli.commands import view_options as vo
+from llmcli.commands import _input
+from llmcli.commands._load import load
 from llmcli.errors import BadInput
 
 TEXT = "Text"
 SHOW = "What to show"
 
 
+@options.loading
 def attention(
     text: Annotated[Optional[str], typer.Argument(help="The text. Without it: --file, or stdin when piped.", show_default=False)] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the text from a file ('-' for stdin).", rich_help_panel=TEXT)] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the text from a file.", rich_help_panel=TEXT)] = None,
     layer: Annotated[Optional[int], typer.Option("--layer", "-l", help="The layer, from 0 (negative counts from the end). Default: the middle one.", rich_help_panel=SHOW)] = None,
     head: Annotated[Optional[int], typer.Option("--head", help="One query head, from 0.", rich_help_panel=SHOW)] = None,
     mean: Annotated[bool, typer.Option("--mean", help="The mean over the layer's query heads (the default).", rich_help_panel=SHOW)] = False,
@@ -35,46 +37,37 @@ def attention(
     heads: Annotated[bool, typer.Option("--heads", help="Every head of every layer: the entropy of its attention.", rich_help_panel=SHOW)] = False,
     no_summary: Annotated[bool, typer.Option("--no-summary", help="Only the heatmap, not each query's top 3.", rich_help_panel=SHOW)] = False,
     model: options.Model = None,
-    dtype: options.DTypeOpt = options.DType.auto,
-    device: options.DeviceOpt = options.Device.auto,
-    trust_remote_code: options.TrustRemoteCode = False,
     json: options.Json = False,
-    svg: vo.Svg = None,
-    html: vo.Html = None,
+    svg: options.Svg = None,
+    html: options.Html = None,
+    *,
+    loading,
 ) -> None:
     """A layer's attention pattern as a heatmap: query tokens down the side, keys across."""
-    vo.check_exports(json, svg, html)
+    from llmcli.render import attention as show
+    from llmcli.render import views
+
+    views.check_exports(json, svg, html)
     if head is not None and mean:
         raise BadInput("--head and --mean cannot be combined", "one head, or the mean over the layer's heads")
     if heads and (head is not None or mean or layer is not None or drop_first or start is not None or end is not None):
         raise BadInput("--heads shows every head of every layer", "drop --layer/--head/--mean/--drop-first/--from/--to, or --heads")
-    from llmcli.commands.probs import read_prompt
-
-    source = read_prompt(text, file)
-    if source == "":
-        raise BadInput("the text is empty: there is no attention to show", 'give some text, e.g. llmcli attention "The cat sat on the mat"')
-
-    from llmcli.inspect import attention as at
-    from llmcli.inspect.next_token import check_prompt
-    from llmcli.prompting import build_raw_prompt
-
-    loaded = vo.load(model, dtype, device, trust_remote_code)
-    ids = build_raw_prompt(loaded.tokenizer, source).ids
-    check_prompt(ids, loaded.context_length)
+    source = _input.read_text("attention", text, file, what="text")
+    loaded = load(model, loading)
     if heads:
-        result = at.head_overview(loaded.model, loaded.tokenizer, ids, label=loaded.label)
+        result = loaded.attention_heads(source)
     else:
+        ids = loaded.prompt(source, mode="raw").ids
         first = 0 if start is None else _position("--from", start, len(ids))
         last = len(ids) if end is None else _position("--to", end, len(ids), end=True)
-        result = at.attention_pattern(
-            loaded.model, loaded.tokenizer, ids, layer=layer, head=head, drop_first=drop_first, start=first, end=last, label=loaded.label
-        )
+        if first >= last:
+            raise BadInput(f"--from {start} --to {end} is not a range of this text's {len(ids)} tokens", "--to is exclusive and comes after --from")
+        flags = (("layer", "--layer"), ("head", "--head"), ("dropping the first token", "--drop-first"))
+        with _input.flags(*flags):
+            result = loaded.attention(source, ids=ids, layer=layer, head=head, drop_first=drop_first, start=first, end=last)
     if json:
         render.print_json(result.to_dict())
         return
-    from llmcli.render import attention as show
-    from llmcli.render import views
-
     console = views.recording(bool(svg or html))
     if heads:
         show.render_overview(result, console=console)

@@ -34,7 +34,7 @@ import torch
 
 from llmcli.errors import BadInput, LlmcliError
 from llmcli.inspect import model_parts as parts
-from llmcli.inspect.next_token import PromptToken, _finite, prompt_tokens
+from llmcli.inspect.next_token import PromptToken, json_safe, prompt_tokens
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 
@@ -162,7 +162,7 @@ class AttentionPattern:
         data = asdict(self)
         data["arch"] = self.arch.to_dict()
         data.update(layer_type=self.layer_type, kv_head=self.kv_head)
-        return _finite(data)
+        return json_safe(data)
 
 
 def check_index(flag: str, value: int, count: int, what: str) -> int:
@@ -193,14 +193,14 @@ def attention_pattern(
     if not ids:
         raise BadInput("the text is empty: there is no attention to show", 'give some text, e.g. llmcli attention "The cat sat on the mat"')
     arch = attention_arch(model)
-    layer = arch.num_layers // 2 if layer is None else check_index("--layer", layer, arch.num_layers, "layer")
-    head = None if head is None else check_index("--head", head, arch.num_heads, "head")
+    layer = arch.num_layers // 2 if layer is None else check_index("layer", layer, arch.num_layers, "layer")
+    head = None if head is None else check_index("head", head, arch.num_heads, "head")
     n = len(ids)
     end = n if end is None else end
     if not 0 <= start < end <= n:
-        raise BadInput(f"--from {start} --to {end} is not a range of this text's {n} tokens", f"positions run from 0 to {n - 1}; --to is exclusive")
+        raise BadInput(f"positions {start} to {end} are not a range of this text's {n} tokens", f"positions run from 0 to {n - 1}; --to is exclusive")
     if drop_first and n < 2:
-        raise BadInput("--drop-first needs at least two tokens", "with one token there is nothing but the first to attend to")
+        raise BadInput("dropping the first token needs at least two tokens", "with one token there is nothing but the first to attend to")
     weights = capture_weights(model, ids, [layer])[layer].double()  # [heads, T, T]
     matrix = weights.mean(dim=0) if head is None else weights[head]
     sink = matrix[:, 0].clone()
@@ -253,7 +253,7 @@ class HeadOverview:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["arch"] = self.arch.to_dict()
-        return _finite(data)
+        return json_safe(data)
 
 
 def head_overview(model: Any, tokenizer: Any, ids: Sequence[int], *, label: str = "") -> HeadOverview:

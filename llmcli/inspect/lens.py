@@ -31,7 +31,8 @@ import torch
 
 from llmcli.errors import BadInput
 from llmcli.inspect import model_parts as parts
-from llmcli.inspect.next_token import PromptToken, _finite, encode_target, piece_text, prompt_tokens, special_ids
+from llmcli.inspect.next_token import PromptToken, encode_target, json_safe, prompt_tokens
+from llmcli.tokens import piece_text, special_ids
 
 EMBEDDINGS = -1  # the `layer` of the row read straight from the embedding output
 
@@ -105,7 +106,7 @@ class LensReport:
             row["label"] = source.label
             for cell, cell_source in zip(row["cells"], source.cells):
                 cell["entropy_bits"] = cell_source.entropy_bits
-        return _finite(data)
+        return json_safe(data)
 
     def column(self, position: int) -> list[LensCell]:
         """Every row's cell at one position."""
@@ -127,12 +128,12 @@ def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
         else:
             chosen = [int(p) for p in spec.split(",")]
     except ValueError:
-        raise BadInput(f"--layers {spec!r} is not a slice or a list of layers", hint) from None
+        raise BadInput(f"layers {spec!r} is not a slice or a list of layers", hint) from None
     for layer in chosen:
         if not -num_layers <= layer < num_layers:
-            raise BadInput(f"--layers: layer {layer} is out of range for this model, which has {num_layers} layers", hint)
+            raise BadInput(f"layers: layer {layer} is out of range for this model, which has {num_layers} layers", hint)
     if not chosen:
-        raise BadInput(f"--layers {spec!r} selects no layer", hint)
+        raise BadInput(f"layers {spec!r} selects no layer", hint)
     kept = sorted({layer % num_layers for layer in chosen} | {num_layers - 1})
     return tuple(kept)
 
@@ -157,7 +158,7 @@ def logit_lens(
     if not ids:
         raise BadInput("the prompt is empty: there is nothing to look at", 'give some text, e.g. llmcli lens "The capital of France is"')
     if top_k < 1:
-        raise BadInput(f"--top-k must be at least 1 (got {top_k})", "it is how many tokens each layer lists")
+        raise BadInput(f"top_k must be at least 1 (got {top_k})", "it is how many tokens each layer lists")
     positions = list(range(len(ids))) if positions is None else [int(p) for p in positions]
     target_info = _target(tokenizer, ids, positions, target)
     special = special_ids(tokenizer)

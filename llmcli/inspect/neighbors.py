@@ -37,7 +37,8 @@ import torch
 
 from llmcli.errors import BadInput
 from llmcli.inspect import model_parts as parts
-from llmcli.inspect.next_token import _finite, piece_text, special_ids
+from llmcli.inspect.next_token import json_safe
+from llmcli.tokens import piece_text, special_ids
 
 _ROWS = 16384  # matrix rows per block
 _COSMUL_EPSILON = 1e-6  # gensim's
@@ -81,7 +82,7 @@ class NeighborsReport:
     expression: str  # the word, or the analogy as written ("king - man + woman")
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return json_safe(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class VectorReport:
     facts: EmbeddingFacts
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return json_safe(asdict(self))
 
 
 # ---------------------------------------------------------------------------- words and candidates
@@ -129,19 +130,9 @@ def lookup(tokenizer: Any, text: str, *, average: bool = False) -> Word:
 
 def piece_texts(tokenizer: Any, vocab: int) -> list[str | None]:
     """Every id's text as it decodes inside a sentence (None for ids the tokenizer does not have)."""
-    from llmcli.generation import _byte_decoder, _is_byte_level
+    from llmcli.tokens import view
 
-    pieces = tokenizer.convert_ids_to_tokens(list(range(vocab)))
-    table = _byte_decoder() if _is_byte_level(tokenizer) else None
-    texts: list[str | None] = []
-    for piece in pieces:
-        if piece is None:
-            texts.append(None)
-        elif table is not None and all(c in table for c in piece):
-            texts.append(bytes(table[c] for c in piece).decode("utf-8", errors="replace"))
-        else:
-            texts.append(piece.replace("\u2581", " "))
-    return texts
+    return [None if data is None else data.decode("utf-8", errors="replace") for data in view(tokenizer).many_bytes(range(vocab))]
 
 
 def candidate_mask(tokenizer: Any, vocab: int, all_pieces: bool) -> torch.Tensor:
@@ -230,7 +221,7 @@ def parse_analogy(expression: str) -> tuple[list[str], list[str]]:
     hint = 'write it as words joined by + and -, e.g. --analogy "king - man + woman"'
     parts_ = re.split(r"([+-])", expression.strip())
     if len(parts_) < 3:
-        raise BadInput(f"--analogy {expression!r} has no + or -", hint)
+        raise BadInput(f"the analogy {expression!r} has no + or -", hint)
     signs = ["+"] + parts_[1::2]
     terms = parts_[0::2]
     if terms[0].strip() == "" and len(terms) > 1:  # a leading sign: '-man + woman'
@@ -238,10 +229,10 @@ def parse_analogy(expression: str) -> tuple[list[str], list[str]]:
     positive, negative = [], []
     for sign, term in zip(signs, terms):
         if not term.strip():
-            raise BadInput(f"--analogy {expression!r} has an empty term", hint)
+            raise BadInput(f"the analogy {expression!r} has an empty term", hint)
         (positive if sign == "+" else negative).append(term.strip())
     if not positive or not negative:
-        raise BadInput(f"--analogy {expression!r} needs at least one term added and one subtracted", hint)
+        raise BadInput(f"the analogy {expression!r} needs at least one term added and one subtracted", hint)
     return positive, negative
 
 
@@ -260,7 +251,7 @@ def analogy(
     """`a - b + c` by 3CosAdd (`method="add"`) or 3CosMul (`"mul"`), inputs excluded."""
     _check_k(k)
     if method not in ("add", "mul"):
-        raise BadInput(f"--method {method!r} is not add or mul", "3CosAdd is add (the default), 3CosMul is mul")
+        raise BadInput(f"method {method!r} is not add or mul", "3CosAdd is add (the default), 3CosMul is mul")
     positive_text, negative_text = parse_analogy(expression)
     positive = [lookup(tokenizer, t, average=average) for t in positive_text]
     negative = [lookup(tokenizer, t, average=average) for t in negative_text]
@@ -287,7 +278,7 @@ def analogy(
 def vector(model: Any, tokenizer: Any, text: str, *, dims: int = 8, average: bool = False, label: str = "") -> VectorReport:
     """The word's embedding vector itself: its first components, its norm and where that norm sits."""
     if dims < 1:
-        raise BadInput(f"--dims must be at least 1 (got {dims})", "it is how many components to show")
+        raise BadInput(f"dims must be at least 1 (got {dims})", "it is how many components to show")
     word = lookup(tokenizer, text, average=average)
     matrix = _matrix(model)
     vec = _vector(matrix, word)
@@ -309,5 +300,5 @@ def vector(model: Any, tokenizer: Any, text: str, *, dims: int = 8, average: boo
 
 def _check_k(k: int) -> None:
     if k < 1:
-        raise BadInput(f"--num must be at least 1 (got {k})", "it is how many neighbours to list")
+        raise BadInput(f"k must be at least 1 (got {k})", "it is how many neighbours to list")
 

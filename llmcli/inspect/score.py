@@ -39,7 +39,8 @@ import torch
 
 from llmcli.errors import BadInput
 from llmcli.inspect import model_parts as parts
-from llmcli.inspect.next_token import PromptToken, _finite, piece_text, prompt_tokens, special_ids
+from llmcli.inspect.next_token import PromptToken, json_safe, prompt_tokens
+from llmcli.tokens import piece_text, special_ids
 
 BUCKETS = ("top-10", "top-100", "top-1000", "beyond")
 _BUCKET_LIMITS = (10, 100, 1000)
@@ -146,7 +147,7 @@ class ScoreReport:
             perplexity=totals.perplexity,
             bits_per_byte=totals.bits_per_byte,
         )
-        return _finite(data)
+        return json_safe(data)
 
 
 # ---------------------------------------------------------------------------- windows
@@ -174,7 +175,7 @@ def check_stride(window: int, stride: int, bos: bool) -> None:
     most = window - (2 if bos else 1)
     if not 1 <= stride <= most:
         raise BadInput(
-            f"--stride {stride} does not fit a window of {window} tokens",
+            f"stride {stride} does not fit a window of {window} tokens",
             f"the stride is the context each window keeps: 1 to {most} (default {window // 2})",
         )
 
@@ -302,21 +303,7 @@ def score_reply(
 
 
 def byte_lengths(tokenizer: Any, ids: Sequence[int]) -> list[int]:
-    """How many UTF-8 bytes each token stands for; `generation.token_bytes`'s rules, in one batch
-    (that function looks up the added tokens on every call: 20 ms a token on Gemma's tokenizer)."""
-    from llmcli.generation import _byte_decoder, _is_byte_level
+    """How many UTF-8 bytes each token stands for (what bits per byte divides by)."""
+    from llmcli.tokens import view
 
-    pieces = tokenizer.convert_ids_to_tokens(list(ids))
-    added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-    table = _byte_decoder() if _is_byte_level(tokenizer) else None
-    sizes = []
-    for token_id, piece in zip(ids, pieces):
-        if token_id in added:
-            sizes.append(len(piece.encode()))
-        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
-            sizes.append(1)
-        elif table is not None and all(c in table for c in piece):
-            sizes.append(len(piece))
-        else:
-            sizes.append(len(piece.replace("\u2581", " ").encode()))
-    return sizes
+    return [len(data or b"") for data in view(tokenizer).many_bytes(ids)]

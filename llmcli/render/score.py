@@ -173,3 +173,30 @@ def render_reports(reports: Sequence[ScoreReport], *, by: str = "rank", surprise
             render_one(report, out, by=by, surprises=surprises)
         return
     render_one(reports[0], out, by=by, surprises=surprises)
+
+
+class ScoringProgress:
+    """A bar on stderr while the windows of a long text are scored (a terminal only, and
+    only when there is more than one window); the callback `Model.score` reports to."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.task = label, None, None
+
+    def __enter__(self):
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        console = render.stderr()
+        if self.bar is None and done < total and console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn(f"Scoring with {render.escape_controls(self.label)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.bar = Progress(*columns, console=console, transient=True)
+            self.task = self.bar.add_task("", total=total)
+            self.bar.start()
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

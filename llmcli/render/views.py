@@ -125,6 +125,12 @@ def scale_bar(low: str, high: str, note: str = "") -> Text:
 # ---------------------------------------------------------------------------- --svg / --html
 
 
+def check_exports(json: bool, svg: Path | None, html: Path | None) -> None:
+    """--svg and --html export the view: --json prints none."""
+    if json and (svg is not None or html is not None):
+        raise LlmcliError("--svg and --html export the view; --json prints no view", "drop --json, or the export")
+
+
 def recording(record: bool) -> Console:
     """The stdout console; recording when an export was asked for."""
     return Console(highlight=False, record=True) if record else render.stdout()
