@@ -16,5 +16,16 @@ compare against and the fallback for every model this raises `UnsupportedModel` 
 from llmcli.engine.cache import KVCache
 from llmcli.engine.config import EngineConfig, UnsupportedModel, read_config
 from llmcli.engine.model import EngineModel, EngineOutput, load
+from llmcli.engine.tokenizer import EngineTokenizer, load_tokenizer
 
-__all__ = ["EngineConfig", "EngineModel", "EngineOutput", "KVCache", "UnsupportedModel", "load", "read_config"]
+__all__ = [
+    "EngineConfig",
+    "EngineModel",
+    "EngineOutput",
+    "EngineTokenizer",
+    "KVCache",
+    "UnsupportedModel",
+    "load",
+    "load_tokenizer",
+    "read_config",
+]

@@ -62,12 +62,14 @@ class EngineTokenizer:
         for attr in SPECIAL_TOKEN_ATTRIBUTES:
             if (value := _token_text(config.get(attr))) is not None:
                 self.special_tokens[attr] = value
-        extra = [_token_text(t) for t in config.get("extra_special_tokens") or config.get("additional_special_tokens") or []]
+        extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+        extra = [_token_text(t) for t in (extra.values() if isinstance(extra, dict) else extra)]
         named = []
         for content in dict.fromkeys([*self.special_tokens.values(), *extra]):
-            token = present.get(content) or AddedToken(content, special=True, normalized=False)
-            token.special = True
-            named.append(token)
+            named.append(present.get(content) or AddedToken(content, special=True, normalized=False))
+        # This makes each of them special (a file's plain added token too), as transformers' _post_init
+        # does. One known difference: transformers leaves a named token plain when tokenizer_config.json
+        # has an added_tokens_decoder that omits it.
         backend.add_special_tokens(named)
         # transformers' all_special_ids: the named and extra special tokens (not every special added token)
         self._special_ids = {backend.token_to_id(t.content) for t in named}
