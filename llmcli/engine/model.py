@@ -45,13 +45,30 @@ class EngineOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+def _empty(*shape: int) -> nn.Parameter:
+    """An uninitialised parameter, for `load` to replace: `torch.empty` only reserves memory, where
+    nn.Linear's random init would write every weight (and the meta device imports torch._refs,
+    seconds of a cold start)."""
+    return nn.Parameter(torch.empty(shape), requires_grad=False)
+
+
+def _linear(n_in: int, n_out: int, bias: bool) -> nn.Linear:
+    """A plain nn.Linear (so llmcli.quantize can swap it) with uninitialised parameters."""
+    layer = nn.Linear(1, 1, bias=bias)
+    layer.in_features, layer.out_features = n_in, n_out
+    layer.weight = _empty(n_out, n_in)
+    if bias:
+        layer.bias = _empty(n_out)
+    return layer
+
+
 class RMSNorm(nn.Module):
     """Llama: x̂ in float32, cast back, times w in the model's dtype. Gemma (`gemma=True`): x̂ * (1 + w)
     all in float32, then cast; `weight` then already holds 1 + w in float32 (see weights.py)."""
 
     def __init__(self, dim: int, eps: float, gemma: bool):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim), requires_grad=False)
+        self.weight = _empty(dim)
         self.eps, self.gemma = eps, gemma
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,8 +85,8 @@ class Attention(nn.Module):
         super().__init__()
         c = config
         self.heads, self.kv_heads, self.head_dim = c.num_heads, c.num_kv_heads, c.head_dim
-        self.qkv = nn.Linear(c.hidden_size, (c.num_heads + 2 * c.num_kv_heads) * c.head_dim, bias=c.qkv_bias)
-        self.o = nn.Linear(c.num_heads * c.head_dim, c.hidden_size, bias=c.o_bias)
+        self.qkv = _linear(c.hidden_size, (c.num_heads + 2 * c.num_kv_heads) * c.head_dim, c.qkv_bias)
+        self.o = _linear(c.num_heads * c.head_dim, c.hidden_size, c.o_bias)
         # Qwen3 / Gemma 3: an RMSNorm over each head's dimensions, on queries and keys, before RoPE.
         self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps, c.gemma_norms) if c.qk_norm else None
         self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps, c.gemma_norms) if c.qk_norm else None
@@ -104,8 +121,8 @@ class MLP(nn.Module):
     def __init__(self, config: EngineConfig):
         super().__init__()
         c = config
-        self.gate_up = nn.Linear(c.hidden_size, 2 * c.intermediate_size, bias=c.mlp_bias)
-        self.down = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
+        self.gate_up = _linear(c.hidden_size, 2 * c.intermediate_size, c.mlp_bias)
+        self.down = _linear(c.intermediate_size, c.hidden_size, c.mlp_bias)
         self.gelu = c.activation == "gelu_tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,10 +158,10 @@ class EngineModel(nn.Module):
     def __init__(self, config: EngineConfig, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.config, self.dtype = config, dtype
-        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size, _weight=_empty(config.vocab_size, config.hidden_size))
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.gemma_norms)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = _linear(config.hidden_size, config.vocab_size, False)
         # Gemma scales the embeddings by sqrt(hidden_size), rounded to the model's dtype as transformers does.
         self.embed_scale = None
         if config.embed_scale is not None:
@@ -229,8 +246,7 @@ def load(model_dir: Path, dtype: torch.dtype = torch.float32, device: torch.devi
         raise UnsupportedModel(f"dtype {dtype} (the engine runs float32, bfloat16 or float16)")
     config = read_config(Path(model_dir))
     state = read_weights(Path(model_dir), config, dtype)
-    with torch.device("meta"):
-        model = EngineModel(config, dtype)
+    model = EngineModel(config, dtype)
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:  # shapes that contradict config.json
