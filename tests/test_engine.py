@@ -70,6 +70,19 @@ def test_prefill_logits_match_transformers(family_dirs, name):
     assert max_diff(engine(ids).logits, expected[:, -1:]) < LOGITS_TOL
 
 
+@pytest.mark.parametrize("name", ["llama", "qwen3", "gemma3_text"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_follows_transformers_casts(family_dirs, name, dtype):
+    """In 16 bits the order of casts shows: Llama's norm casts x̂ down before scaling, Gemma's
+    scales in float32, and both sides round their weights the same way."""
+    path = family_dirs[name]
+    reference = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    ids = prompt_ids(reference.config.get_text_config().vocab_size, seed=8)
+    with torch.no_grad():
+        expected = reference(ids).logits
+    assert max_diff(load(path, dtype=dtype)(ids, logits_to_keep=0).logits, expected) < 1e-3
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_cached_decode_steps_match_transformers(family_dirs, name):
     """A prefill, then one token at a time through each side's own cache; every step compared."""
@@ -149,6 +162,51 @@ def test_attention_weights_match_eager_output_attentions(family_dirs, name):
     step = engine(ids[:, -1:], cache, output_attentions=True).attentions
     for layer, (a, b) in enumerate(zip(step, expected)):
         assert max_diff(a, b[:, :, -1:]) < ATTENTION_TOL, f"decode step, layer {layer}"
+
+
+# config.json as older transformers and hub checkpoints write it; transformers fills in the rest
+# from its config classes' defaults and __post_init__, which the engine must reproduce.
+OLDER_CONFIGS = {
+    "gemma3 flat rope keys, window pattern": (
+        "gemma3_text",
+        {"sliding_window_pattern": 3, "rope_theta": 200000.0, "rope_local_base_freq": 500.0},
+        ("layer_types", "rope_parameters", "_sliding_window_pattern"),
+    ),
+    "llama rope_scaling with 'type'": (
+        "llama3",
+        {
+            "rope_theta": 5000.0,
+            "rope_scaling": {
+                "type": "llama3",
+                "factor": 4.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+        },
+        ("rope_parameters",),
+    ),
+    "qwen2 window switched off": ("qwen2", {"use_sliding_window": False, "max_window_layers": 0}, ("layer_types",)),
+    "qwen2 window from max_window_layers": ("qwen2", {"max_window_layers": 2}, ("layer_types",)),
+    "mistral no window": ("mistral", {"sliding_window": None}, ()),
+    "mistral attention_bias ignored": ("mistral", {"attention_bias": True}, ()),
+    "qwen3 top-level rope_theta": ("qwen3", {"rope_theta": 30000.0}, ("rope_parameters",)),
+}
+
+
+@pytest.mark.parametrize("variant", OLDER_CONFIGS)
+def test_older_config_formats_read_as_transformers_reads_them(family_dirs, tmp_path, variant):
+    name, changes, removed = OLDER_CONFIGS[variant]
+    path = tmp_path / name
+    shutil.copytree(family_dirs[name], path)
+    config = json.loads((path / "config.json").read_text())
+    config = {k: v for k, v in config.items() if k not in removed} | changes
+    (path / "config.json").write_text(json.dumps(config))
+    reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ids = prompt_ids(reference.config.vocab_size, seed=9)
+    with torch.no_grad():
+        expected = reference(ids).logits
+    assert max_diff(load(path)(ids, logits_to_keep=0).logits, expected) < LOGITS_TOL
 
 
 @pytest.mark.parametrize("name", ["mistral", "qwen2", "gemma3_text"])

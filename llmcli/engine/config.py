@@ -166,10 +166,13 @@ def parse_config(raw: dict[str, Any]) -> EngineConfig:
         ropes = (rope,) * layers
         windows = _windows(family, c, layers)
         attn_scale = head_dim**-0.5
-        # Qwen2 hard-codes biases on q/k/v and none on o; the others follow `attention_bias` for all four.
-        qkv_bias = True if family == "qwen2" else bool(c["attention_bias"])
-        o_bias = False if family == "qwen2" else bool(c["attention_bias"])
+        # Qwen2 hard-codes biases on q/k/v and none on o, Mistral none at all (whatever the config
+        # says); Llama and Qwen3 follow `attention_bias` for all four.
+        qkv_bias = {"qwen2": True, "mistral": False}.get(family, bool(c["attention_bias"]))
+        o_bias = False if family in ("qwen2", "mistral") else bool(c["attention_bias"])
 
+    # Not read, on purpose: `attn_logit_softcapping`. Gemma 3's attention in transformers does not pass
+    # it to the attention function (qk-norm took its place), so a config that sets it changes nothing.
     return EngineConfig(
         family=family,
         model_type=model_type,
@@ -196,8 +199,6 @@ def parse_config(raw: dict[str, Any]) -> EngineConfig:
         tie_word_embeddings=bool(c["tie_word_embeddings"]),
         max_position_embeddings=c["max_position_embeddings"],
     )
-    # Not read, on purpose: `attn_logit_softcapping`. Gemma 3's attention in transformers does not pass it
-    # to the attention function (qk-norm replaced it), so a config that sets it changes nothing there.
 
 
 def _windows(family: str, c: dict, layers: int) -> tuple[int | None, ...]:

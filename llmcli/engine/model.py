@@ -188,7 +188,7 @@ class EngineModel(nn.Module):
             self._tables[rope] = RopeTable(rope, self.config.head_dim, self.dtype, self.device)
         return self._tables[rope](start, length)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: its tensors refuse in-place ops afterwards, which callers may do
     def forward(
         self,
         ids: torch.Tensor,
