@@ -247,6 +247,25 @@ def test_gemma3_wrapper_with_transformers5_key_names(family_dirs, tmp_path):
     assert max_diff(load(renamed)(ids).logits, load(source)(ids).logits) == 0
 
 
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_llmcli_quantize_works_on_the_engine(family_dirs, mode):
+    """The engine's layers are plain nn.Linear: llmcli.quantize swaps them as it does a
+    transformers model's, and the fused layers quantize to the same numbers as the separate ones
+    (int8 scales are per row, int4 groups run along the inputs)."""
+    from llmcli.quantize import quantize_model
+
+    path = family_dirs["llama3"]
+    engine = load(path)
+    reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    report, expected_report = quantize_model(engine, mode), quantize_model(reference, mode)
+    assert report.layers == 3 * 4 + 1  # qkv, o, gate_up, down per layer, and the head
+    assert (report.bytes_before, report.bytes_after) == (expected_report.bytes_before, expected_report.bytes_after)
+    ids = prompt_ids(engine.config.vocab_size, seed=10)
+    with torch.no_grad():
+        expected = reference(ids).logits
+    assert max_diff(engine(ids, logits_to_keep=0).logits, expected) < LOGITS_TOL
+
+
 def test_tied_and_untied_heads(family_dirs):
     tied = load(family_dirs["llama"])
     untied = load(family_dirs["llama3"])
