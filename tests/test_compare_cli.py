@@ -17,7 +17,8 @@ import torch
 from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmcli.render.compare import Column, Header, columns_view, render_probs
+from llmcli.render.compare import Header, render_probs
+from llmcli.render.compare_live import Column, columns_view
 from tests.asserts import assert_one_line_error
 
 PROMPT = "What is the capital of France?"

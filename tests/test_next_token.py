@@ -16,7 +16,7 @@ from llmcli.errors import BadInput
 from llmcli.api import probs
 from llmcli.inspect import next_token as nt
 from llmcli.inspect.sampler import sampler_replay
-from llmcli.commands.probs import parse_temperatures
+from llmcli.commands._input import parse_temperatures
 from llmcli.tokens import piece_text
 
 PROMPT = "The capital of France is"

@@ -108,7 +108,7 @@ def test_one_token_with_nothing_to_predict_it_from(cli, tiny_model_dir, loaded):
 
 
 def test_piped_output_is_plain_and_literal(cli, tiny_model_dir):
-    from llmcli.render.probs import token_text
+    from llmcli.render.pieces import token_text
 
     tokens = run_json(cli, "-m", tiny_model_dir, HOSTILE)["scores"]["tokens"]
     for args in ([], ["--by", "surprisal"]):

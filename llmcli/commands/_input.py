@@ -13,6 +13,7 @@ One reader for every command, so the same mistake gets the same words everywhere
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import IO, Iterator
@@ -119,3 +120,19 @@ def flags(*words: tuple[str, str]) -> Iterator[None]:
             if e.message.startswith(word):
                 raise BadInput(flag + e.message[len(word) :], e.hint) from e
         raise
+
+
+def parse_temperatures(text: str) -> tuple[float, ...]:
+    """'0.5,1,1.5' -> (0.5, 1.0, 1.5); every value finite and >= 0."""
+    values = []
+    for part in text.replace(" ", "").split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise BadInput(
+                f"--temperature: '{part}' is not a number", "give one temperature or a comma-separated list, e.g. --temperature 0.5,1,1.5"
+            ) from None
+        if not math.isfinite(value) or value < 0:
+            raise BadInput(f"--temperature: {part} is out of range", "temperatures are >= 0 (0 means greedy)")
+        values.append(value)
+    return tuple(values)

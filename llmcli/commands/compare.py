@@ -110,7 +110,7 @@ def _sides(pool: Any, sides: tuple, text: str, system: str | None, on_loading) -
 
 
 def _generations(pool, sides, text, system, *, settings, show_prompt, json, **_) -> None:
-    from llmcli.render.compare import Column, make_display
+    from llmcli.render.compare_live import Column, make_display
 
     display = make_display([Column(side.letter, side.model) for side in sides], json=json, show_prompt=show_prompt, settings=settings)
     results: list[dict[str, Any]] = []

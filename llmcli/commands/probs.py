@@ -67,7 +67,7 @@ def probs(
     loading,
 ) -> None:
     """The next-token probability table; temperature sweeps, sampler cuts, generation step by step."""
-    temperatures = parse_temperatures(temperature) if temperature is not None else None
+    temperatures = _input.parse_temperatures(temperature) if temperature is not None else None
     cuts = {"top_k": top_k, "top_p": top_p, "min_p": min_p}
     _check_options(num, steps, position, target or [], temperatures, any(v is not None for v in cuts.values()), verbose_steps, system, chat)
     settings = _step_settings(temperatures, cuts, seed, steps)
@@ -77,39 +77,44 @@ def probs(
     prompt = loaded.prompt(prompt_text, system=system, mode="chat" if chat else "raw")
     with _input.flags(("position", "--position"), ("the target", "--target")):
         report = loaded.next_token(prompt, num=num, temperatures=temperatures or (1.0,), position=-1 if position is None else position, targets=target or (), **cuts)
-    from llmcli.render.probs import render_report
-
+    if num > report.table.vocab_size:
+        render.warn(f"--num {num:,} is more than the vocabulary: the table shows all {report.table.vocab_size:,} tokens")
     if steps:
-        unrolling = loaded.unroll(prompt, settings=settings, candidates=num)
-        report = _with_steps(report, unrolling.result)
-    if json:
+        _check_room(steps, len(prompt.ids), loaded.context_length)
+        _unroll(loaded, prompt, report, settings, num, json=json, verbose=verbose_steps)
+    elif json:
         render.print_json(report.to_dict())
     else:
-        render_report(report, verbose_steps=verbose_steps)
+        from llmcli.render.probs import render_report
+
+        render_report(report)
 
 
-def _with_steps(report, unrolled):
+def _unroll(loaded, prompt, report, settings, num: int, *, json: bool, verbose: bool) -> None:
+    """The loop unrolled: each step printed as it is computed (or all of them in --json)."""
     from dataclasses import replace
 
-    return replace(report, steps=unrolled)
+    unrolling = loaded.unroll(prompt, settings=settings, candidates=num)
+    if json:
+        render.print_json(replace(report, steps=unrolling.result).to_dict())
+        return
+    from llmcli.render.probs import render_heading
+    from llmcli.render.steps import StepsView
+
+    out = render.stdout()
+    render_heading(report, out, generating=True)
+    view = StepsView(out, settings, prompt.text, verbose=verbose)
+    for step in unrolling:
+        view.add(step)
+    view.close(unrolling.result)
 
 
-def parse_temperatures(text: str) -> tuple[float, ...]:
-    """'0.5,1,1.5' -> (0.5, 1.0, 1.5); every value finite and >= 0."""
-    import math
-
-    values = []
-    for part in text.replace(" ", "").split(","):
-        try:
-            value = float(part)
-        except ValueError:
-            raise BadInput(
-                f"--temperature: '{part}' is not a number", "give one temperature or a comma-separated list, e.g. --temperature 0.5,1,1.5"
-            ) from None
-        if not math.isfinite(value) or value < 0:
-            raise BadInput(f"--temperature: {part} is out of range", "temperatures are >= 0 (0 means greedy)")
-        values.append(value)
-    return tuple(values)
+def _check_room(steps: int, prompt_tokens: int, window: int | None) -> None:
+    if window and steps > window - prompt_tokens:
+        raise BadInput(
+            f"--steps {steps:,} is more than the {window - prompt_tokens:,} tokens left in the context window",
+            f"the model's window holds {window:,} tokens and the prompt takes {prompt_tokens:,}",
+        )
 
 
 def _check_options(num, steps, position, targets, temperatures, sampler_on, verbose_steps, system, chat) -> None:

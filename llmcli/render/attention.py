@@ -22,7 +22,7 @@ from rich.text import Text
 from llmcli import render
 from llmcli.inspect.attention import SLIDING, AttentionPattern, HeadOverview
 from llmcli.render import views
-from llmcli.render.probs import token_text
+from llmcli.render.pieces import token_text
 
 GAMMA = 0.5
 PLAIN_RAMP = ".:;=+*#%@"

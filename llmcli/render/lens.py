@@ -21,7 +21,7 @@ from rich.text import Text
 from llmcli import render
 from llmcli.inspect.lens import LensReport, LensToken
 from llmcli.render import views
-from llmcli.render.probs import quoted, short_percent, token_text
+from llmcli.render.pieces import quoted, short_percent, token_text
 
 CELL = 16  # a top-k cell: token and percentage
 GRID_CELL = 8  # a grid cell on a terminal: the token, shaded

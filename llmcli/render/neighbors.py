@@ -20,7 +20,7 @@ from rich.text import Text
 from llmcli import render
 from llmcli.inspect.neighbors import NeighborsReport, VectorReport, Word
 from llmcli.render import views
-from llmcli.render.probs import bar, quoted, token_text
+from llmcli.render.pieces import bar, quoted, token_text
 
 BAR = 10
 _METHODS = {"cosine": "cosine", "3cosadd": "3CosAdd: unit vectors, positives − negatives, then cosine", "3cosmul": "3CosMul (Levy & Goldberg 2014)"}

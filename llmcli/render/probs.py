@@ -1,15 +1,11 @@
 """`probs` on the terminal: the next-token table, the temperature sweep, the sampler replay,
-targets, and the unrolled loop.
+and targets (the unrolled loop is `render.steps`; the small pieces `render.pieces`).
 
 Layout choices:
 - Everything fits 80 columns: the token column is capped (long pieces end in `…`), numbers are
   right-aligned with fixed decimals, probabilities are percentages.
 - Bars are on an absolute scale (a full bar is probability 1), so two rows, two temperatures or
-  two prompts compare by length. Eighth-blocks give them sub-character resolution; any non-zero
-  probability gets at least a sliver.
-- Token text is literal: spaces `·`, newlines `↵`, tabs `→`, control characters `\\xNN` and
-  other invisible characters (no-break space, zero-width joiner) `\\uNNNN` are drawn dim, so
-  they read as markers, not as text; special tokens are magenta.
+  two prompts compare by length.
 - When stdout is not a terminal (`render.plain()`), tables lose their borders, bars and colour
   and stay aligned columns of plain text.
 """
@@ -17,10 +13,8 @@ Layout choices:
 from __future__ import annotations
 
 import math
-import unicodedata
 from pathlib import Path
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -30,93 +24,10 @@ from llmcli.inspect.next_token import (
     NextTokenTable,
     ProbsReport,
     PromptToken,
-    Step,
     TargetScore,
-    Unrolled,
 )
 from llmcli.inspect.sampler import SamplerReplay
-
-TOKEN_WIDTH = 16
-BAR_WIDTH = 20
-_EIGHTHS = " ▏▎▍▌▋▊▉"
-_VISIBLE = {" ": "·", "\n": "↵", "\t": "→"}
-_INVISIBLE = {"Zs", "Zl", "Zp", "Cf"}  # other spaces, line/paragraph separators, format characters
-
-
-# ---------------------------------------------------------------------------- small pieces
-
-
-def token_text(text: str, special: bool = False) -> Text:
-    """A token's text, literally: whitespace and controls as dim markers, specials in magenta."""
-    if text == "":
-        return Text("(empty)", style="dim italic")
-    out = Text(style="magenta" if special else "")
-    for ch in text:
-        if ch in _VISIBLE:
-            out.append(_VISIBLE[ch], style="dim")
-        elif unicodedata.category(ch) in _INVISIBLE:  # no-break and wide spaces, zero-width joiners
-            out.append(f"\\u{ord(ch):04x}", style="dim")
-        else:
-            escaped = render.escape_controls(ch)
-            out.append(escaped, style="dim" if escaped != ch else "")
-    return out
-
-
-def quoted(text: str, special: bool = False) -> Text:
-    return Text.assemble(("“", "dim"), token_text(text, special), ("”", "dim"))
-
-
-def percent(p: float | None) -> str:
-    """0.4483 -> '44.83%'; tiny but non-zero probabilities stay distinguishable from zero."""
-    if p is None:
-        return "—"
-    if p == 0:
-        return "0"
-    if p < 0.00005:
-        return "<0.01%"
-    return f"{100 * p:.2f}%"
-
-
-def short_percent(p: float) -> str:
-    """One decimal, for the alternatives beside a pick."""
-    return "<0.1%" if 0 < p < 0.0005 else f"{100 * p:.1f}%"
-
-
-def small_prob(p: float) -> str:
-    """For products of probabilities, which can be very small: percent, or scientific below 0.01%."""
-    return percent(p) if p >= 0.0001 or p == 0 else f"{p:.2e}"
-
-
-def bar(p: float, width: int = BAR_WIDTH) -> str:
-    """A horizontal bar `width` cells long at p = 1, in eighths of a cell."""
-    eighths = round(max(0.0, min(1.0, p)) * width * 8)
-    if eighths == 0 and p > 0:
-        eighths = 1
-    full, rest = divmod(eighths, 8)
-    return "█" * full + (_EIGHTHS[rest] if rest else "")
-
-
-def temperature_label(t: float) -> str:
-    return f"T={t:g}"
-
-
-def _table(plain: bool, **kwargs) -> Table:
-    """Columns two cells apart, a rule under the header on a terminal, nothing around the edges."""
-    if plain:
-        return Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1, 0, 1), **kwargs)
-    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), **kwargs)
-
-
-def heat(p: float | None) -> str:
-    """A style for a probability: the likely stand out, the negligible recede."""
-    if p is None or p < 0.01:
-        return "dim"
-    return "bold" if p >= 0.5 else ""
-
-
-def _token_column(table: Table, header: str = "token") -> None:
-    table.add_column(header, max_width=TOKEN_WIDTH, no_wrap=True, overflow="ellipsis")
-
+from llmcli.render.pieces import BAR_WIDTH, bar, grid_table, heat, percent, quoted, short_percent, small_prob, temperature_label, token_column, token_text
 
 def _tail(tokens: tuple[PromptToken, ...], width: int) -> Text:
     """The end of the prompt, as many tokens as fit in `width` cells, `…` when cut."""
@@ -140,22 +51,26 @@ def render_report(report: ProbsReport, *, verbose_steps: bool = False, console: 
     out = console or render.stdout()
     plain = render.plain() if console is None else not out.is_terminal
     table = report.table
-    out.print(_heading(report, out.width))
-    out.print()
+    render_heading(report, out)
     if report.steps is not None:
-        _render_steps(out, report, plain, verbose_steps)
+        from llmcli.render.steps import StepsView
+
+        view = StepsView(out, report.steps, report.prompt, verbose=verbose_steps)
+        for step in report.steps.steps:
+            view.add(step)
+        view.close(report.steps)
     elif report.sampler is not None:
-        out.print(_sampler_table(table, report.sampler, plain))
+        render.print_block(out, _sampler_table(table, report.sampler, plain))
         out.print()
         out.print(_sampler_footer(report.sampler))
     elif len(table.columns) == 1:
-        out.print(_single_table(table, plain))
+        render.print_block(out, _single_table(table, plain))
         out.print()
         if table.actual_next is not None:
             out.print(_actual_next(table))
         out.print(_footer(table))
     else:
-        out.print(_sweep_table(table, plain))
+        render.print_block(out, _sweep_table(table, plain))
         if table.actual_next is not None:
             out.print()
             out.print(_actual_next(table))
@@ -164,14 +79,20 @@ def render_report(report: ProbsReport, *, verbose_steps: bool = False, console: 
         _render_target(out, target, table.vocab_size, plain)
 
 
-def _heading(report: ProbsReport, width: int) -> Text:
+def render_heading(report: ProbsReport, out: Console, *, generating: bool = False) -> None:
+    """What is predicted after what, and a blank line: the top of every probs view."""
+    out.print(_heading(report, out.width, generating or report.steps is not None))
+    out.print()
+
+
+def _heading(report: ProbsReport, width: int, generating: bool) -> Text:
     """What was predicted after what: the end of the prompt, then the model and the token count."""
     table = report.table
     n = len(report.prompt_tokens)
     model = report.model if "/" not in report.model.strip("/") else Path(report.model).name
     where = f"{model} · {report.mode} prompt · {n} token{'s' if n != 1 else ''}"
     seen = report.prompt_tokens[: table.position + 1]
-    if report.steps is not None:
+    if generating:
         label = "Generating after "
     elif table.position == n - 1:
         label = "Next token after "
@@ -186,9 +107,9 @@ def _heading(report: ProbsReport, width: int) -> Text:
 
 def _single_table(table: NextTokenTable, plain: bool) -> Table:
     column = table.columns[0]
-    t = _table(plain)
+    t = grid_table(plain)
     t.add_column("rank", justify="right")
-    _token_column(t)
+    token_column(t)
     t.add_column("id", justify="right")
     t.add_column("logit", justify="right")
     t.add_column("prob" if column.temperature == 1 else f"p {temperature_label(column.temperature)}", justify="right")
@@ -228,9 +149,9 @@ def _effective(entropy_nats: float) -> str:
 
 
 def _sweep_table(table: NextTokenTable, plain: bool) -> Table:
-    t = _table(plain)
+    t = grid_table(plain)
     t.add_column("rank", justify="right")
-    _token_column(t)
+    token_column(t)
     t.add_column("id", justify="right")
     t.add_column("logit", justify="right")
     for column in table.columns:
@@ -272,9 +193,9 @@ def _stage_label(name: str, setting: float) -> str:
 
 
 def _sampler_table(table: NextTokenTable, replay: SamplerReplay, plain: bool) -> Table:
-    t = _table(plain)
+    t = grid_table(plain)
     t.add_column("rank", justify="right")
-    _token_column(t)
+    token_column(t)
     t.add_column("id", justify="right")
     t.add_column("logit", justify="right")
     t.add_column("prob", justify="right")
@@ -336,9 +257,9 @@ def _render_target(out: Console, target: TargetScore, vocab_size: int, plain: bo
             (f"  log p {target.logprob:.3f}", "dim"),
         )
     )
-    t = _table(plain)
+    t = grid_table(plain)
     t.add_column("#", justify="right")
-    _token_column(t)
+    token_column(t)
     t.add_column("id", justify="right")
     t.add_column("rank", justify="right")
     t.add_column("logit", justify="right")
@@ -348,106 +269,5 @@ def _render_target(out: Console, target: TargetScore, vocab_size: int, plain: bo
         t.add_row(
             str(i), token_text(tok.text, tok.special), str(tok.id), f"{tok.rank:,}", f"{tok.logit:.2f}", small_prob(tok.prob), f"{tok.logprob:.3f}"
         )
-    out.print(t)
-    out.print(Text(f"ranks are among all {vocab_size:,} tokens; each token is scored after the ones before it,\nand the target's probability is the product", style="dim"))
-
-
-# ---------------------------------------------------------------------------- the loop
-
-
-def _sampling_label(steps: Unrolled) -> str:
-    if steps.greedy:
-        return "greedy (T=0): every step picks the most likely token"
-    parts = [temperature_label(steps.temperature)]
-    if steps.top_k is not None:
-        parts.append(f"top-k {steps.top_k}")
-    if steps.top_p is not None:
-        parts.append(f"top-p {steps.top_p:g}")
-    if steps.min_p is not None:
-        parts.append(f"min-p {steps.min_p:g}")
-    parts.append(f"seed {steps.seed}" if steps.seed is not None else "no seed")
-    return "sampled: " + ", ".join(parts) + " · prob is the model's own, before the cuts"
-
-
-def _render_steps(out: Console, report: ProbsReport, plain: bool, verbose: bool) -> None:
-    steps = report.steps
-    assert steps is not None
-    out.print(Text(_sampling_label(steps), style="dim"))
-    out.print()
-    if verbose:
-        for step in steps.steps:
-            _step_table(out, step, plain)
-            out.print()
-    else:
-        out.print(_steps_table(steps, plain, out.width))
-    reason = {"stop": "an end token or stop string", "length": "the step limit", "interrupted": "Ctrl-C"}.get(
-        steps.finish_reason, steps.finish_reason
-    )
-    out.print()
-    out.print(Text(f"{len(steps.steps)} step{'s' if len(steps.steps) != 1 else ''}, stopped by {reason}:", style="dim"))
-    prompt = report.prompt if len(report.prompt) <= 60 else "…" + report.prompt[-59:]
-    out.print(Text.assemble(render.literal(prompt, style="dim"), render.literal(steps.text, style="bold")))
-
-
-def _steps_table(steps: Unrolled, plain: bool, width: int) -> Table:
-    t = _table(plain)
-    t.add_column("step", justify="right")
-    t.add_column("picked", max_width=12, no_wrap=True, overflow="ellipsis")
-    t.add_column("prob", justify="right")
-    t.add_column("next best", max_width=26, no_wrap=True, overflow="ellipsis")
-    t.add_column("text so far", no_wrap=True, overflow="ellipsis")
-    budget = max(12, width - 59)
-    for step in steps.steps:
-        picked = token_text(step.text, step.special)
-        if step.rank not in (None, 1):
-            picked.append(f" #{step.rank}", style="yellow")
-        elif step.rank is None and not steps.greedy:
-            picked.append(f" >#{len(step.candidates)}", style="yellow")
-        others = [a for a in step.candidates if a.id != step.id][:2]
-        best = Text()
-        for a in others:
-            if best:
-                best.append("  ")
-            best.append_text(token_text(a.text, a.special))
-            best.append(f" {short_percent(a.prob)}", style="dim")
-        so_far = _visible_tail(step.output, budget)
-        t.add_row(str(step.index), picked, percent(step.prob), best, so_far)
-    return t
-
-
-def _visible_tail(text: str, width: int) -> Text:
-    shown = token_text(text) if text else Text("")
-    if shown.cell_len <= width:
-        return shown
-    return Text.assemble(("…", "dim"), shown[len(shown) - (width - 1) :])
-
-
-def _step_table(out: Console, step: Step, plain: bool) -> None:
-    title = Text.assemble(
-        (f"step {step.index}", "bold"),
-        ("  picked ", "dim"),
-        quoted(step.text, step.special),
-        (f"  {percent(step.prob)}", ""),
-    )
-    out.print(title)
-    t = _table(plain)
-    t.add_column("rank", justify="right")
-    _token_column(t)
-    t.add_column("id", justify="right")
-    t.add_column("prob", justify="right")
-    t.add_column("cum", justify="right")
-    if not plain:
-        t.add_column("", no_wrap=True, style="cyan", min_width=BAR_WIDTH)
-    t.add_column("")
-    cum = 0.0
-    for a in step.candidates:
-        cum += a.prob
-        cells: list[Text | str] = [str(a.rank), token_text(a.text, a.special), str(a.id), percent(a.prob), percent(cum)]
-        if not plain:
-            cells.append(bar(a.prob))
-        cells.append(Text("◀ picked", style="bold yellow") if a.id == step.id else "")
-        t.add_row(*cells)
-    if step.rank is None:
-        t.add_row("", token_text(step.text, step.special), str(step.id), percent(step.prob), "", *([""] if not plain else []), Text("◀ picked", style="bold yellow"))
-    out.print(t)
-    out.print(Text.assemble(("text so far: ", "dim"), _visible_tail(step.output, max(20, out.width - 14))))
+    render.print_block(out, t)
+    out.print(Text(f"ranks are among all {vocab_size:,} tokens; each token is scored after the ones before it, and the target's probability is the product", style="dim"))

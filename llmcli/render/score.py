@@ -24,7 +24,7 @@ from rich.text import Text
 from llmcli import render
 from llmcli.inspect.score import BUCKETS, ScoredToken, ScoreReport
 from llmcli.render import views
-from llmcli.render.probs import quoted, short_percent, token_text
+from llmcli.render.pieces import quoted, short_percent, token_text
 
 GLTR = {"top-10": "#000000 on #adff80", "top-100": "#000000 on #ffea80", "top-1000": "#000000 on #ff9280", "beyond": "#000000 on #e5b0ff"}
 # ColorBrewer YlOrRd, lower bounds in bits
