@@ -3,7 +3,7 @@
     response = model.generate("What is the capital of France?", temperature=0)
     for event in response:            # TokenEvent(id, text, logprob, top, end), as they come
         print(event.text, end="")
-    response.text, response.stats     # after the last one (reading them finishes the generation)
+    response.text, response.stats     # read without iterating, they run the generation first
 
 Decisions:
 - A reply in chat modes starts at its first non-blank character: a plain-text template
@@ -34,7 +34,8 @@ class Response:
         self.model = model
         self.load_seconds = load_seconds
         self.events: list[TokenEvent] = []
-        self.text = ""
+        self._text = ""
+        self._started = False
         self._strip = prompt.mode != "raw"
         self._iterator = self._events()
 
@@ -42,12 +43,26 @@ class Response:
         return self._iterator
 
     def _events(self) -> Iterator[TokenEvent]:
+        self._started = True
         for event in self.generation:
-            if self._strip and not self.text and event.text:
+            if self._strip and not self._text and event.text:
                 event = TokenEvent(event.id, event.text.lstrip(), event.logprob, event.top, event.end)
-            self.text += event.text
+            self._text += event.text
             self.events.append(event)
             yield event
+
+    def _run_if_not_started(self) -> None:
+        """Reading the results of a generation nobody iterated runs it to the end; one the
+        caller stopped iterating stays stopped (its finish reason is "interrupted")."""
+        if not self._started:
+            for _ in self._iterator:
+                pass
+
+    @property
+    def text(self) -> str:
+        """The reply's text (so far, while it is being iterated)."""
+        self._run_if_not_started()
+        return self._text
 
     def consume(
         self,
@@ -69,6 +84,7 @@ class Response:
 
     @property
     def stats(self) -> GenerationStats:
+        self._run_if_not_started()
         return self.generation.stats
 
     @property
@@ -77,6 +93,7 @@ class Response:
 
     @property
     def token_ids(self) -> list[int]:
+        self._run_if_not_started()
         return list(self.generation.token_ids)
 
     @property
