@@ -48,14 +48,26 @@ class BoundaryGroup(TyperGroup):
             # Typer's own click errors: a usage error (exit 2) gets the help hint.
             message = e.format_message() if hasattr(e, "format_message") else str(e)
             code = getattr(e, "exit_code", 1)
-            ctx = getattr(e, "ctx", None)
-            hint = f"see '{ctx.command_path if ctx else 'llmcli'} --help'" if code == 2 else None
+            hint = f"see '{self._help_path(e, args)} --help'" if code == 2 else None
             render.error(message, hint)
         except typer.Abort:
             code = 130
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+    def _help_path(self, error: Exception, args) -> str:
+        """The command whose --help answers a usage error: the error's own, else the
+        subcommand named on the command line (click reports some errors, such as an option
+        missing its value, before it knows the subcommand)."""
+        ctx = getattr(error, "ctx", None)
+        if ctx is not None and ctx.parent is not None:
+            return ctx.command_path
+        words = list(sys.argv[1:] if args is None else args)
+        command = next((w for w in words if not w.startswith("-")), None)
+        root = ctx.command_path if ctx is not None else "llmcli"
+        return f"{root} {command}" if command in self.commands else root
 
 
 def _silence_stdout() -> None:

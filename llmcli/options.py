@@ -162,7 +162,7 @@ SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty"
 RECOMMENDED = "the model's recommendation, else 0.7"
 
 
-def _sampling_parameters(max_new_tokens: int, temperature_default: str) -> list[inspect.Parameter]:
+def _sampling_parameters(max_new_tokens: int, recommended: bool) -> list[inspect.Parameter]:
     def opt(name: str, kind: Any, flags: tuple[str, ...], help: str, default: Any, **extra: Any) -> inspect.Parameter:
         return _option(name, Annotated[kind, typer.Option(*flags, help=help, rich_help_panel=SAMPLING, **extra)], default)
 
@@ -172,10 +172,14 @@ def _sampling_parameters(max_new_tokens: int, temperature_default: str) -> list[
             "temperature",
             float,
             ("--temperature", "-t"),
-            "0 = greedy (deterministic); higher = more varied. Sampling flags you leave out take the model's "
-            "recommended values where it has them (smollm2: temperature 0.2, top-p 0.9).",
+            "0 = greedy (deterministic); higher = more varied. "
+            + (
+                "Sampling flags you leave out take the model's recommended values where it has them (smollm2: temperature 0.2, top-p 0.9)."
+                if recommended
+                else "The same for every model."
+            ),
             0.7,
-            show_default=temperature_default,
+            show_default=RECOMMENDED if recommended else True,
         ),
         opt("top_k", Optional[int], ("--top-k",), "Sample from the k most likely tokens only.", None, show_default=False),
         opt("top_p", Optional[float], ("--top-p",), "Sample from the smallest set of tokens holding this much probability.", None, show_default=False),
@@ -194,8 +198,9 @@ def _sampling_parameters(max_new_tokens: int, temperature_default: str) -> list[
     ]
 
 
-def sampling(*, max_new_tokens: int = 512, temperature_default: str = RECOMMENDED) -> Callable[[Callable], Callable]:
-    """Add the sampling flags; the command gets `settings` (validated) and `typed`."""
+def sampling(*, max_new_tokens: int = 512, recommended: bool = True) -> Callable[[Callable], Callable]:
+    """Add the sampling flags; the command gets `settings` (validated) and `typed`.
+    `recommended`: flags left out take the model's recommended values (the help says so)."""
 
     def decorate(command: Callable) -> Callable:
         def make(values: dict) -> dict:
@@ -206,7 +211,7 @@ def sampling(*, max_new_tokens: int = 512, temperature_default: str = RECOMMENDE
             settings = SamplingSettings(**{**values, "stop": stop_strings(values["stop"])}).validate()
             return {"settings": settings, "typed": typed}
 
-        added = [*_sampling_parameters(max_new_tokens, temperature_default), _option("_llmcli_ctx", typer.Context, None)]
+        added = [*_sampling_parameters(max_new_tokens, recommended), _option("_llmcli_ctx", typer.Context, None)]
         return _with_parameters(command, added, ("settings", "typed"), make)
 
     return decorate

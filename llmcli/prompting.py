@@ -98,6 +98,30 @@ def build_chat_prompt(tokenizer: Any, messages: list[Message], *, add_generation
     return Prompt(text=text, ids=ids, mode="chat")
 
 
+def template_default_system(tokenizer: Any) -> str | None:
+    """The system prompt a chat template writes when the conversation has none (SmolLM2's
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face"), or None.
+
+    Found by rendering the template twice: with a marker system message, which shows where
+    a system message goes (between `before` and `after`), and with none; if the second has a
+    system block of its own in the same place, that block's text is the default.
+    """
+    if not has_chat_template(tokenizer):
+        return None
+    marker, user = "\x00LLMCLI-SYSTEM\x00", "\x00LLMCLI-USER\x00"
+    try:
+        with_system = build_chat_prompt(tokenizer, [Message("system", marker), Message("user", user)], add_generation_prompt=False).text
+        without = build_chat_prompt(tokenizer, [Message("user", user)], add_generation_prompt=False).text
+    except LlmcliError:  # a template that takes no system message
+        return None
+    before, _, rest = with_system.partition(marker)
+    after = rest[: rest.find(user)] if user in rest else ""
+    end = without.find(after, len(before)) if after else -1
+    if not before or not without.startswith(before) or end < 0 or user in without[: end]:
+        return None
+    return without[len(before) : end].strip() or None
+
+
 def trim_to_context(
     tokenizer: Any, messages: list[Message], context_length: int, reserve: int
 ) -> tuple[list[Message], int]:

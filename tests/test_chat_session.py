@@ -106,7 +106,7 @@ def test_save_then_load_round_trips(tmp_path):
     s = conversation()
     s.set("temperature", "0.3")
     s.set("seed", "11")
-    path = s.save(tmp_path / "sub" / "chat.json")
+    path = s.save(tmp_path / "chat.json")
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["format"] == "llmcli-chat" and data["model"] == "tiny"
     assert data["messages"][-1] == {"role": "assistant", "content": "4, or so I was about to", "interrupted": True}
@@ -153,3 +153,9 @@ def test_load_of_a_missing_file_is_one_line():
 
 def test_settings_default_to_the_engine_defaults():
     assert ChatSession().settings == SamplingSettings()
+
+
+def test_saving_into_a_directory_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(LlmcliError, match="no such directory") as e:
+        conversation().save(tmp_path / "missing" / "chat.json")
+    assert e.value.hint and not (tmp_path / "missing").exists()

@@ -72,7 +72,7 @@ def test_verbose_flag_is_read_before_the_command_runs(tiny_model_dir):
 # ---------------------------------------------------------------- every command, for real
 
 # What llmcli itself writes on stderr for these runs (models cached, stdout a pipe).
-CHAT_STATS = re.compile(r"^\d[\d,]* tokens? · [\d.]+ tok/s · first token [\d.]+ s · context [\d,]+ / [\d,]+ \(\d+%\)( · .*)?$")
+CHAT_STATS = re.compile(r"^\d[\d,]* tokens? · [\d.]+ tok/s · first token [\d.]+ s · re-read [\d,]+ prompt tokens · context [\d,]+ / [\d,]+ \(\d+%\)( · .*)?$")
 COMPARE_STATS = re.compile(r"^[AB]: \d[\d,]* prompt tokens · .* · peak memory [\d,]+ MiB$")
 COMPARE_SETTINGS = re.compile(r"^The same for every model: .*$")
 

@@ -62,7 +62,7 @@ def test_ids_json_and_round_trip(alias, text):
     r = run("tokenize", "-m", alias, "--ids", text)
     assert r.exit_code == 0, r.stderr
     assert [int(x) for x in r.stdout.split()] == expected
-    data = json.loads(run("tokenize", "-m", alias, "--json", text).stdout)
+    (data,) = json.loads(run("tokenize", "-m", alias, "--json", text).stdout)
     assert [t["id"] for t in data["tokens"]] == expected
     assert [t["piece"] for t in data["tokens"]] == reference.convert_ids_to_tokens(expected)
     content = [t for t in data["tokens"] if not (t["special"] and t["id"] == reference.bos_token_id and t["index"] == 0)]
@@ -105,7 +105,7 @@ def test_chat_x_ray_on_smollm2(real_cache):
     reference = gguf_tokenizer("smollm2")
     messages = [{"role": "user", "content": "Hi"}]
     rendered = reference.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    data = json.loads(run("tokenize", "--chat", "-m", "smollm2", "--json", "Hi").stdout)
+    (data,) = json.loads(run("tokenize", "--chat", "-m", "smollm2", "--json", "Hi").stdout)
     assert data["text"] == rendered and data["mode"] == "chat"
     assert rendered.startswith("<|im_start|>system\n") and rendered.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     ids = reference.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
@@ -121,7 +121,7 @@ def test_chat_x_ray_on_smollm2(real_cache):
 
 
 def test_chat_on_the_base_model_uses_the_plain_template(real_cache):
-    data = json.loads(run("tokenize", "--chat", "-m", "gemma3-270m", "--json", "Hi").stdout)
+    (data,) = json.loads(run("tokenize", "--chat", "-m", "gemma3-270m", "--json", "Hi").stdout)
     assert data["mode"] == "template" and data["tokens"][0]["text"] == "<bos>"
     assert "User: Hi" in data["text"]
 

@@ -67,6 +67,13 @@ class Model(Tokenizing, Inspecting):
     def has_chat_template(self) -> bool:
         return self.backend.has_chat_template()
 
+    @property
+    def default_system(self) -> str | None:
+        """The system prompt the chat template writes when there is none (or None)."""
+        from llmcli.prompting import template_default_system
+
+        return template_default_system(self.tokenizer)
+
     def info(self) -> Any:
         """Architecture, parameters by part, memory per dtype, special tokens (`ModelInfo`)."""
         return self.backend.info()
@@ -136,6 +143,7 @@ class Model(Tokenizing, Inspecting):
         min_p: float | None = None,
         targets: Sequence[str] = (),
         ids: Sequence[int] | None = None,
+        next_is: str = "prompt",
     ):
         """The next-token distribution after the prompt (raw text unless `mode`), as a
         `ProbsReport`: the top `num` rows with a probability column per temperature, the
@@ -152,6 +160,7 @@ class Model(Tokenizing, Inspecting):
             top_p=top_p,
             min_p=min_p,
             targets=targets,
+            next_is=next_is,
         )
 
     def unroll(self, prompt: str | Prompt, *, mode: str = "raw", settings: SamplingSettings | None = None, candidates: int = 5, **sampling: Any) -> probs.Unrolling:

@@ -50,12 +50,14 @@ def report(
     min_p: float | None = None,
     sampler_temperature: float | None = None,
     targets: Sequence[str] = (),
+    next_is: str = "prompt",
 ) -> nt.ProbsReport:
     """Everything `probs` shows about one prompt: the table (one column per temperature),
     the sampler replayed when a cut is set, and each target's score.
 
-    `ids` overrides the prompt's ids (chat's `/probs` looks at where a reply began: the
-    prompt plus the reply's first token, at the prompt's last position).
+    `ids` overrides the ids the model reads (chat's `/probs` looks at where a reply began:
+    the prompt plus the reply's first token, at the prompt's last position, `next_is="reply"`);
+    the report's prompt tokens are still the prompt's.
     """
     ids = list(prompt.ids if ids is None else ids)
     nt.check_prompt(ids, backend.context_length)
@@ -70,12 +72,13 @@ def report(
         model=backend.label,
         mode=prompt.mode,
         prompt=prompt.text,
-        prompt_tokens=nt.prompt_tokens(backend.tokenizer, ids),
+        prompt_tokens=nt.prompt_tokens(backend.tokenizer, prompt.ids),
         table=table,
         sampler=replay,
         targets=tuple(score_target(backend, ids, t) for t in targets),
         timings={"load_seconds": backend.load_seconds, "forward_seconds": forward_seconds},
         logits=logits,
+        next_is=next_is,
     )
 
 

@@ -71,7 +71,8 @@ def dispatch(loop: ChatLoop, line: str) -> bool:
     cmd = lookup(name)
     if cmd is None:
         names = [n for c in COMMANDS.values() for n in (c.name, *c.aliases)]
-        near = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        topic = next((t for t in SHOW_TOPICS if name[1:] == t), None)
+        near = [f"/show {topic}"] if topic else difflib.get_close_matches(name, names, n=1, cutoff=0.5)
         hint = f"did you mean {near[0]}?" if near else "type /help for the list"
         loop.error(LlmcliError(f"unknown command {name}", hint + " (start with // to send a message that begins with /)"))
         if loop.markdown:
@@ -127,14 +128,21 @@ def _system_words() -> tuple[str, ...]:
 def cmd_system(loop: ChatLoop, arg: str) -> None:
     session = loop.session
     if not arg:
+        default = loop.model.default_system
         if session.system:
             loop.out.print(Panel(render.literal(session.system), title="system prompt", title_align="left", box=box.ROUNDED))
+            if default:
+                loop.info("it replaces the chat template's default system prompt")
+        elif default:
+            loop.out.print(Panel(render.literal(default), title="system prompt: the chat template's default", title_align="left", box=box.ROUNDED))
+            loop.info("the template adds it when you set none; /system TEXT replaces it")
         else:
             loop.info("no system prompt (set one with /system TEXT)")
         return
     if arg.lower() in ("none", "off"):
         session.system = None
-        loop.info("system prompt removed")
+        default = loop.model.default_system
+        loop.info("system prompt removed" + (f"; the chat template's default applies again: “{_clip(default)}”" if default else ""))
         return
     if arg.startswith("@"):
         from llmcli.prompting import load_system_prompt
@@ -192,7 +200,8 @@ def cmd_save(loop: ChatLoop, arg: str) -> None:
     loop.session.model = loop.model.label
     target = loop.session.save(path)
     n = len(loop.session.messages)
-    loop.info(f"saved {n} message{'s' if n != 1 else ''} to {target}")
+    what = f"{n} message{'s' if n != 1 else ''}" if n else "no messages yet (only the settings and the system prompt)"
+    loop.info(f"saved {what} to {target}")
 
 
 @command("/load", "/load PATH", "continue a chat saved with /save")
@@ -284,8 +293,18 @@ def show_settings(loop: ChatLoop) -> None:
     table.add_column()
     for key in SETTABLE:
         table.add_row(Text(key), Text(_value(getattr(settings, key))))
-    table.add_row("system prompt", render.literal(_clip(loop.session.system, 60)) if loop.session.system else Text("none", style="dim"))
+    table.add_row("system prompt", _system_words(loop))
     loop.out.print(table)
+
+
+def _system_words(loop: ChatLoop) -> Text:
+    """The system prompt in effect, in words: the user's, the template's default, or none."""
+    if loop.session.system:
+        return render.literal(_clip(loop.session.system, 60))
+    default = loop.model.default_system
+    if default:
+        return Text.assemble(("none of yours; the template adds its default: ", "dim"), render.literal(f"“{_clip(default, 60)}”"))
+    return Text("none", style="dim")
 
 
 def show_prompt(loop: ChatLoop) -> None:
@@ -297,25 +316,37 @@ def show_prompt(loop: ChatLoop) -> None:
     """
     pending = loop.awaiting_reply
     prompt = loop.build_prompt(generation_prompt=pending)
+    text = _with_bos(loop, prompt)
     window = loop.context_length
     count = f"{len(prompt.ids):,} tokens" + (f" of {window:,}" if window else "")
     how = {"chat": "chat template", "template": "plain-text template"}.get(prompt.mode, prompt.mode)
     where = "the reply starts here" if pending else "your next message goes after this"
     if not loop.out.is_terminal:
-        text = render.escape_controls(prompt.text)
+        text = render.escape_controls(text)
         loop.out.print(text, markup=False, highlight=False, end="" if text.endswith("\n") else "\n")
         loop.status.print(Text(f"{count} · {how} · {where}", style="dim"))
         return
-    if not prompt.text:
+    if not text:
         loop.info(f"the prompt is empty so far ({how}, no system prompt); {where}")
         return
     from llmcli.tokens import special_strings
 
-    body = marked_prompt(prompt.text, list(special_strings(loop.model.tokenizer)))
+    body = marked_prompt(text, list(special_strings(loop.model.tokenizer)))
     body.append("▏", style="bold green")  # where the model (or your next message) takes over
     title = Text("the prompt, as the model reads it", style="bold")
     subtitle = Text(f"{count} · {how} · ↵ newline · ▏ {where}", style="dim")
     loop.out.print(Panel(body, title=title, title_align="left", subtitle=subtitle, subtitle_align="left", box=box.ROUNDED))
+
+
+def _with_bos(loop: ChatLoop, prompt) -> str:
+    """The prompt's text with the BOS the tokenizer puts in front of it (Gemma's `<bos>`), so
+    what is shown is every token the model reads, as /tokens prompt counts them."""
+    tokenizer = loop.model.tokenizer
+    if prompt.ids and prompt.ids[0] == getattr(tokenizer, "bos_token_id", None):
+        bos = tokenizer.convert_ids_to_tokens(prompt.ids[0])
+        if not prompt.text.startswith(bos):
+            return bos + prompt.text
+    return prompt.text
 
 
 def show_template(loop: ChatLoop) -> None:

@@ -279,6 +279,7 @@ def stats_line(turn: TurnStats | None, interrupted: bool = False) -> Text:
         return line
     g = turn.generation
     parts = stats_parts(g, reason=False, total=False)
+    parts.append(f"re-read {g.prompt_tokens:,} prompt tokens")  # the model keeps nothing between turns
     window = turn.context_length
     used = turn.conversation_tokens
     parts.append(f"context {used:,} / {window:,} ({100 * used / window:.0f}%)" if window else f"context {used:,}")

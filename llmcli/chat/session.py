@@ -108,7 +108,11 @@ class ChatSession:
         """`/set KEY VALUE`: parse, validate with the engine's ranges, apply; return the new settings."""
         key = key.strip().lower().replace("-", "_")
         if key not in SETTABLE:
-            raise LlmcliError(f"unknown setting '{key}'", f"settable: {', '.join(SETTABLE)}")
+            import difflib
+
+            near = difflib.get_close_matches(key, SETTABLE, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise LlmcliError(f"unknown setting '{key}'", f"{hint}settable: {', '.join(SETTABLE)}")
         parsed = parse_setting(key, value)
         settings = replace(self.settings, **{key: parsed})
         settings.validate()
@@ -134,8 +138,9 @@ class ChatSession:
         """Write the session as JSON, atomically: a temp file in the same directory, then rename."""
         target = Path(path).expanduser()
         text = json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n"
+        if not target.parent.is_dir():
+            raise LlmcliError(f"cannot save to {target}: no such directory {target.parent}", "give a path in a directory that exists")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -157,9 +162,9 @@ class ChatSession:
         try:
             data = json.loads(source.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise LlmcliError(f"no such file: {source}") from None
+            raise LlmcliError(f"no such file: {source}", "give the path of a chat saved with /save") from None
         except (OSError, UnicodeDecodeError) as e:
-            raise LlmcliError(f"cannot read {source}: {e}") from e
+            raise LlmcliError(f"cannot read {source}: {e}", "give the path of a chat saved with /save") from e
         except json.JSONDecodeError as e:
             raise LlmcliError(f"{source} is not JSON: {e}", "load a file written by /save") from e
         return cls.from_dict(data, source)

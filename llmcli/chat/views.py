@@ -35,6 +35,9 @@ def show_tokens(loop: ChatLoop, which: str) -> None:
             out.print(spans(result.tokens, out))
         out.print(summary(result))
         return
+    if not loop.session.messages:
+        loop.info("nothing to show yet · say something first")
+        return
     prompt = loop.build_prompt(generation_prompt=loop.awaiting_reply)  # as /show prompt shows it
     chat = model.chat_tokens(loop.session.prompt_messages(), prompt=prompt)
     mode = "chat template" if prompt.mode == "chat" else "plain-text template"
@@ -59,6 +62,9 @@ def show_probs(loop: ChatLoop, top: int) -> None:
 
     model, settings = loop.model, loop.session.settings
     messages = loop.session.messages
+    if not messages:
+        loop.info("nothing to show yet · say something first (then /probs shows where the reply began)")
+        return
     ids = position = None
     if messages and messages[-1].role == "assistant":
         reply = messages[-1]
@@ -80,5 +86,6 @@ def show_probs(loop: ChatLoop, top: int) -> None:
         top_k=settings.top_k,
         top_p=settings.top_p,
         min_p=settings.min_p,
+        next_is="reply" if ids is not None else "prompt",
     )
     render_report(report, console=loop.out)

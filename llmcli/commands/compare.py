@@ -27,7 +27,7 @@ OUTPUT = "Output"
 
 
 @options.loading
-@options.sampling(max_new_tokens=128, temperature_default="0.7, for every model")
+@options.sampling(max_new_tokens=128, recommended=False)
 def compare(
     prompt: Annotated[Optional[str], typer.Argument(help="The prompt. '-' reads stdin; piped stdin is added after the argument and a blank line.", show_default=False)] = None,
     base: Annotated[Optional[str], typer.Option("--base", metavar="MODEL", help=f"The base model: gets the raw text. Default: {DEFAULT_BASE}.", rich_help_panel=MODELS, show_default=False)] = None,

@@ -171,6 +171,7 @@ class ProbsReport:
     targets: tuple[TargetScore, ...] = ()
     steps: Unrolled | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    next_is: str = "prompt"  # where the token after `position` came from: "prompt", or "reply" (chat's /probs)
     # The logits the table was made from (not in --json): compare's KL divergence needs them.
     logits: Any = field(default=None, repr=False, compare=False)
 

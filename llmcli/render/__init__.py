@@ -25,12 +25,22 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0
 # Consoles are made per call, not cached: Rich decides colour support when a Console is
 # created, and tests swap sys.stdout between invocations. Into a pipe or a file, a line of
 # text is not wrapped at an imagined 80 columns (soft wrap): a reader gets whole lines.
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader left (`llmcli probs … | head`): not an error. Rich exits 1 here."""
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())
+        raise SystemExit(0)
+
+
 def stdout() -> Console:
-    return _unwrapped_when_piped(Console(highlight=False))
+    return _unwrapped_when_piped(_Console(highlight=False))
 
 
 def stderr() -> Console:
-    return _unwrapped_when_piped(Console(stderr=True, highlight=False))
+    return _unwrapped_when_piped(_Console(stderr=True, highlight=False))
 
 
 def _unwrapped_when_piped(console: Console) -> Console:

@@ -67,13 +67,13 @@ def render_report(report: ProbsReport, *, verbose_steps: bool = False, console: 
         render.print_block(out, _single_table(table, plain))
         out.print()
         if table.actual_next is not None:
-            out.print(_actual_next(table))
+            out.print(_actual_next(table, report.next_is))
         out.print(_footer(table))
     else:
         render.print_block(out, _sweep_table(table, plain))
         if table.actual_next is not None:
             out.print()
-            out.print(_actual_next(table))
+            out.print(_actual_next(table, report.next_is))
     for target in report.targets:
         out.print()
         _render_target(out, target, table.vocab_size, plain)
@@ -170,11 +170,11 @@ def _sweep_table(table: NextTokenTable, plain: bool) -> Table:
     return t
 
 
-def _actual_next(table: NextTokenTable) -> Text:
+def _actual_next(table: NextTokenTable, next_is: str = "prompt") -> Text:
     actual = table.actual_next
     assert actual is not None
     return Text.assemble(
-        ("came next in the prompt: ", "bold"),
+        ("the reply began with: " if next_is == "reply" else "came next in the prompt: ", "bold"),
         quoted(actual.text, actual.special),
         f"  rank {actual.rank:,}  prob {small_prob(actual.prob)}",
         (f"  (id {actual.id}, logit {actual.logit:.2f})", "dim"),
