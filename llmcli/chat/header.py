@@ -34,8 +34,8 @@ def header_lines(loop: ChatLoop) -> list[Text]:
     if loop.session.system:
         lines.append(Text.assemble(("system: ", "dim"), (_clip(render.escape_controls(loop.session.system)), "dim italic")))
     elif model.default_system:
-        default = _clip(render.escape_controls(model.default_system), 50)
-        lines.append(Text.assemble(("system: the template's default, ", "dim"), (f"“{default}”", "dim italic"), (" · /system to change", "dim")))
+        default = _clip(render.escape_controls(model.default_system), 34)
+        lines.append(Text.assemble(("system: the template's default ", "dim"), (f"“{default}”", "dim italic"), (" · /system", "dim")))
     lines.append(Text("/help for commands · Alt-Enter for a new line · Ctrl-C stops a reply · Ctrl-D quits", style="dim"))
     return lines
 
