@@ -40,6 +40,12 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Engine(str, Enum):
+    auto = "auto"
+    llmcli = "llmcli"
+    transformers = "transformers"
+
+
 class Quantize(str, Enum):
     none = "none"
     int8 = "int8"
@@ -120,6 +126,19 @@ _LOADING = [
         "compile",
         Annotated[bool, typer.Option("--compile", help="torch.compile the forward pass: faster decoding after tens of seconds of compiling.", rich_help_panel=LOADING)],
         False,
+    ),
+    _option(
+        "engine",
+        Annotated[
+            Engine,
+            typer.Option(
+                "--engine",
+                help="What runs the model: llmcli's own forward pass (Llama, Gemma 3, Qwen, Mistral; faster to load and decode) "
+                "or transformers (everything else, and the reference). auto picks llmcli's where it can.",
+                rich_help_panel=LOADING,
+            ),
+        ],
+        Engine.auto,
     ),
     _option(
         "trust_remote_code",

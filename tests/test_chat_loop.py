@@ -324,7 +324,8 @@ def interrupting(model, at: int):
     from llmcli.api import Model
     from llmcli.backends.local import LocalBackend
 
-    return Model(LocalBackend(replace(model.backend.loaded, model=InterruptingModel(model.backend.model, at))))
+    hf = model.backend.hf() if hasattr(model.backend, "hf") else model.backend.loaded  # transformers' model, to wrap
+    return Model(LocalBackend(replace(hf, model=InterruptingModel(hf.model, at))))
 
 
 class InterruptingModel:

@@ -101,11 +101,11 @@ def test_low_memory_gives_the_same_results_and_frees_each_model(cli, tiny_base_d
 
 
 def test_a_model_on_two_sides_loads_once(cli, tiny_model_dir, monkeypatch):
-    import llmcli.models
+    import llmcli.api.pool
 
     loads = []
-    real = llmcli.models.load_model
-    monkeypatch.setattr("llmcli.models.load_model", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    real = llmcli.api.pool.load
+    monkeypatch.setattr("llmcli.api.pool.load", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
     data = run_json(cli, "compare", "--template-vs-raw", "-m", tiny_model_dir, PROMPT, "-t", "0", "-n", "4")
     assert loads == [str(tiny_model_dir)]
     raw, chat = data["models"]

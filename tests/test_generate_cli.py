@@ -210,7 +210,7 @@ def test_ctrl_c_keeps_what_was_generated(cli, tiny_model_dir, monkeypatch):
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(LlamaForCausalLM, "forward", interrupted_on_the_fourth_pass)
-    result = cli("generate", "-m", tiny_model_dir, "--raw", "-t", "0", "-n", "30", "--json", "Hello")
+    result = cli("generate", "-m", tiny_model_dir, "--engine", "transformers", "--raw", "-t", "0", "-n", "30", "--json", "Hello")
     data = json.loads(result.stdout)
     assert result.exit_code == 130
     assert data["finish_reason"] == "interrupted" and len(data["token_ids"]) == 3

@@ -193,14 +193,37 @@ def load(
     quantize: str = "none",
     compile: bool = False,
     trust_remote_code: bool = False,
+    engine: str = "auto",
     progress: Any = None,
 ) -> Model:
     """Load a model by name: a built-in alias (smollm2, gemma3-270m), a .gguf file, a Hugging
     Face directory or hub id. `progress(stage, done, total)` hears about a first-use
-    conversion (see llmcli.models.cache)."""
+    conversion (see llmcli.models.cache).
+
+    `engine`: "auto" runs llmcli's own forward pass (`llmcli.engine`) where it runs the model
+    exactly (Llama, Gemma 3, Qwen2/3, Mistral, on the CPU, without `compile`), else
+    transformers; "llmcli" insists on the engine; "transformers" on transformers.
+    """
     from llmcli.backends.local import LocalBackend
+    from llmcli.errors import LlmcliError
     from llmcli.models import LoadOptions, load_model
     from llmcli.models.cache import no_progress
 
-    options = LoadOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code, quantize=quantize, compile=compile)
-    return Model(LocalBackend(load_model(name, options, progress or no_progress)))
+    options = LoadOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code, quantize=quantize, compile=compile, engine=engine)
+    progress = progress or no_progress
+    if engine == "llmcli" or (engine == "auto" and not compile and device in ("auto", "cpu") and not _gpu()):
+        from llmcli.backends.engine import EngineBackend
+        from llmcli.engine import UnsupportedModel
+
+        try:
+            return Model(EngineBackend.load(name, options, progress))
+        except UnsupportedModel as e:
+            if engine == "llmcli":
+                raise LlmcliError(f"llmcli's engine does not run this model: {e}", "use --engine transformers (or auto)") from e
+    return Model(LocalBackend(load_model(name, options, progress)))
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available()

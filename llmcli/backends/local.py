@@ -19,6 +19,7 @@ from llmcli.sampling import SamplingSettings
 
 class LocalBackend:
     capabilities = CAPABILITIES
+    engine = "transformers"
 
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded

@@ -94,12 +94,27 @@ class EngineTokenizer:
     def __len__(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)
 
+    # -- what llmcli's prompt builder and token views ask of a transformers tokenizer
+    def __call__(self, text: str, add_special_tokens: bool = True, split_special_tokens: bool | None = None) -> dict[str, list[int]]:
+        return {"input_ids": self.encode(text, add_special_tokens=add_special_tokens, split_special_tokens=split_special_tokens)}
+
+    @property
+    def _tokenizer(self):  # transformers' name for the `tokenizers` object underneath
+        return self.backend
+
+    @property
+    def added_tokens_decoder(self) -> dict:
+        return self.backend.get_added_tokens_decoder()
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab(with_added_tokens=True)
+
     # -- text <-> ids
     def encode(self, text: str, add_special_tokens: bool = True, split_special_tokens: bool | None = None) -> list[int]:
         self.backend.encode_special_tokens = self.split_special_tokens if split_special_tokens is None else split_special_tokens
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
 
-    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+    def decode(self, ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool = False) -> str:
         ids = [ids] if isinstance(ids, int) else list(ids)
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 

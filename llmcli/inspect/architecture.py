@@ -47,6 +47,7 @@ class ModelInfo:
     chat_template: bool
     special_tokens: list[SpecialToken]
     loaded_from: dict[str, str | None] = field(default_factory=dict)
+    engine: str = "transformers"  # what runs the forward pass: "transformers", or "llmcli" (llmcli.engine)
 
     def to_dict(self) -> dict:
         return asdict(self)

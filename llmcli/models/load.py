@@ -28,6 +28,7 @@ from llmcli.models.resolve import ModelRef, model_dir, resolve, tokenizer_dir
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 QUANTIZE = ("none", "int8", "int4")
+ENGINES = ("auto", "llmcli", "transformers")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class LoadOptions:
     trust_remote_code: bool = False
     quantize: str = "none"  # one of QUANTIZE: int8/int4 weight-only Linear layers (llmcli.quantize)
     compile: bool = False  # torch.compile the decode step
+    engine: str = "auto"  # one of ENGINES: llmcli's own forward pass where it runs the model exactly, else transformers
 
 
 @dataclass
@@ -146,7 +148,7 @@ def _no_transformers_bars() -> Iterator[None]:
 
 
 def _check(options: LoadOptions) -> None:
-    for name, valid in (("dtype", DTYPES), ("device", DEVICES), ("quantize", QUANTIZE)):
+    for name, valid in (("dtype", DTYPES), ("device", DEVICES), ("quantize", QUANTIZE), ("engine", ENGINES)):
         if getattr(options, name) not in valid:
             raise LlmcliError(f"{name} must be one of {', '.join(valid)}; got {getattr(options, name)!r}")
 

@@ -53,6 +53,8 @@ def render_info(info: ModelInfo, load_seconds: float, console: Console | None = 
     for i, (dt, b) in enumerate(info.memory_bytes.items()):
         row("weights in memory" if i == 0 else "", f"{human_bytes(b):>10}  at {dt}")
     row("loaded as", f"{info.dtype} on {info.device} in {load_seconds:.1f} s")
+    engines = {"llmcli": "llmcli's own forward pass (--engine transformers for transformers')", "transformers": "transformers"}
+    row("engine", engines.get(info.engine, info.engine))
     if info.quantized_layers:
         layers = ", ".join(f"{n} at {kind}" for kind, n in sorted(info.quantized_layers.items(), key=lambda kv: -kv[1]))
         row("quantized", f"Linear layers: {layers} · weights now {human_bytes(info.resident_bytes)}")

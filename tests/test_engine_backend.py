@@ -1,0 +1,79 @@
+"""llmcli's own engine behind the backend seam: chosen by default where it runs a model
+exactly, the same results as transformers through the library, transformers otherwise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import llmcli
+from llmcli.errors import LlmcliError
+from tests.tiny_families import FAMILIES, build_family
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_dir(request, tmp_path_factory):
+    return request.param, build_family(request.param, tmp_path_factory.mktemp(request.param))
+
+
+# The engine refuses a byte-level Qwen2 tokenizer.json: AutoTokenizer rebuilds Qwen2's with
+# its own regex and NFC normalization, so its ids would differ (llmcli.engine.tokenizer).
+TRANSFORMERS_RUNS = {"qwen2"}
+
+
+def test_auto_picks_the_engine_and_it_matches_transformers(family_dir):
+    family, path = family_dir
+    ours, theirs = llmcli.load(str(path)), llmcli.load(str(path), engine="transformers")
+    expected = "transformers" if family in TRANSFORMERS_RUNS else "llmcli"
+    assert ours.backend.engine == expected and theirs.backend.engine == "transformers"
+    prompt = ours.prompt("The quick brown fox", mode="raw")
+    assert prompt.ids == theirs.prompt("The quick brown fox", mode="raw").ids
+    a = ours.generate(prompt, temperature=0, max_new_tokens=12, top_logprobs=3)
+    b = theirs.generate(prompt, temperature=0, max_new_tokens=12, top_logprobs=3)
+    assert a.token_ids == b.token_ids and a.text == b.text
+    for x, y in zip(a.events, b.events):
+        assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
+        assert [i for i, _, _ in x.top] == [i for i, _, _ in y.top]
+    p, q = ours.next_token(prompt, num=5), theirs.next_token(prompt, num=5)
+    assert [r.id for r in p.table.rows] == [r.id for r in q.table.rows]
+    assert [r.prob for r in p.table.rows] == pytest.approx([r.prob for r in q.table.rows], abs=1e-5)
+
+
+def test_a_model_the_engine_does_not_run_falls_back_or_says_so(tiny_model_dir, tmp_path):
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_model_dir, odd)
+    config = json.loads((odd / "config.json").read_text())
+    config["rope_scaling"] = config["rope_parameters"] = {"rope_type": "yarn", "factor": 2.0, "rope_theta": 100000.0}
+    (odd / "config.json").write_text(json.dumps(config))
+    assert llmcli.load(str(odd)).backend.engine == "transformers"  # auto: transformers runs it
+    with pytest.raises(LlmcliError, match="llmcli's engine does not run this model") as e:
+        llmcli.load(str(odd), engine="llmcli")
+    assert "--engine transformers" in e.value.hint
+
+
+def test_the_engine_path_imports_no_transformers(tiny_model_dir):
+    code = (
+        "import sys\nfrom llmcli import cli\n"
+        f"try:\n    cli.app(['probs', '-m', {str(tiny_model_dir)!r}, 'The cat', '--json'])\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in sys.modules if m == 'transformers' or m.startswith('transformers.')), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["table"]["rows"]
+
+
+def test_views_on_transformers_modules_still_work_on_the_engine(tiny_model_dir):
+    model = llmcli.load(str(tiny_model_dir))
+    assert model.backend.engine == "llmcli"
+    report = model.score("The cat sat on the mat.")
+    ids = model.tokenizer("The cat sat on the mat.", add_special_tokens=False)["input_ids"]
+    hf = model.backend.model  # loaded on first use, for the views that run its modules
+    with torch.no_grad():
+        loss = hf(torch.tensor([ids]), labels=torch.tensor([ids])).loss
+    assert report.scores.totals.mean_nll == pytest.approx(float(loss), rel=1e-4)
+    assert model.info().engine == "llmcli"
