@@ -77,3 +77,15 @@ def test_views_on_transformers_modules_still_work_on_the_engine(tiny_model_dir):
         loss = hf(torch.tensor([ids]), labels=torch.tensor([ids])).loss
     assert report.scores.totals.mean_nll == pytest.approx(float(loss), rel=1e-4)
     assert model.info().engine == "llmcli"
+
+
+def test_the_engines_prepared_weights_are_made_once_and_mapped_after(tiny_model_dir, cache_dir):
+    first = llmcli.load(str(tiny_model_dir))
+    (prepared,) = (cache_dir / "engine").iterdir()
+    stamp = prepared.stat().st_mtime_ns
+    second = llmcli.load(str(tiny_model_dir))
+    assert prepared.stat().st_mtime_ns == stamp and list((cache_dir / "engine").iterdir()) == [prepared]
+    ids = first.prompt("The cat", mode="raw").ids
+    torch.testing.assert_close(first.logits(ids), second.logits(ids), rtol=0, atol=0)
+    hf = llmcli.load(str(tiny_model_dir), engine="transformers")
+    torch.testing.assert_close(second.logits(ids), hf.logits(ids), rtol=0, atol=1e-5)

@@ -155,6 +155,10 @@ def test_models_rm_all_removes_every_entry_and_its_tokenizer(cli, cache_dir, tin
     other = tmp_path / "other.gguf"
     other.write_bytes(tiny_gguf.read_bytes())
     models.load_model(str(other))
+    import llmcli
+
+    assert llmcli.load(str(other)).backend.engine == "llmcli"  # writes the engine's prepared weights
+    assert any((cache_dir / "engine").iterdir())
     names = sorted(path.name for path, _ in models.cache_entries())
     assert len(names) == 2
     r = cli("models", "rm", "--all")
@@ -162,6 +166,7 @@ def test_models_rm_all_removes_every_entry_and_its_tokenizer(cli, cache_dir, tin
     assert sorted(r.stderr.split()) == sorted(["removed", "removed", *names])
     assert models.cache_entries() == []
     assert not any((cache_dir / "tokenizers").iterdir())
+    assert not any((cache_dir / "engine").iterdir())
     assert json.loads(cli("models", "--json").stdout)["cache"] == []
     assert models.load_model(str(tiny_gguf)).converted  # rebuilt on next use
 

@@ -49,7 +49,7 @@ class EngineBackend:
         path, converted = model_dir(ref, progress)
         dtype = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[options.dtype]
         tokenizer = engine.load_tokenizer(path)  # first: it refuses fast, before the weights are read
-        model = engine.load(path, dtype=dtype)
+        model = engine.load(path, dtype=dtype, prepared=prepared_path(path, options.dtype))
         if options.quantize != "none":
             from llmcli.quantize import quantize_model
 
@@ -137,3 +137,20 @@ class EngineBackend:
         from llmcli.inspect.architecture import model_info
 
         return replace(model_info(self.hf()), engine=self.engine)
+
+
+ENGINE_FORMAT = 1  # bump when the engine's weight layout changes: every prepared file is rebuilt
+
+
+def prepared_path(model_dir: Path, dtype: str) -> Path:
+    """Where the engine keeps its own layout of `model_dir`'s weights in llmcli's cache; the
+    name changes when the weights do (their paths, sizes and mtimes)."""
+    import hashlib
+
+    from llmcli.engine.weights import weight_files
+    from llmcli.models.cache import cache_dir
+
+    files = weight_files(model_dir)
+    stamp = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    key = hashlib.sha256(f"{stamp}|{dtype}|{ENGINE_FORMAT}".encode()).hexdigest()[:16]
+    return cache_dir() / "engine" / f"{Path(model_dir).name}-{key}.safetensors"

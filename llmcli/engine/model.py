@@ -28,7 +28,7 @@ from llmcli.engine import attention
 from llmcli.engine.cache import KVCache
 from llmcli.engine.config import EngineConfig, UnsupportedModel, read_config
 from llmcli.engine.rope import RopeTable, apply_rope
-from llmcli.engine.weights import read_weights
+from llmcli.engine.weights import prepared_weights, read_weights
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -236,16 +236,24 @@ class EngineModel(nn.Module):
         )
 
 
-def load(model_dir: Path, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> EngineModel:
+def load(
+    model_dir: Path, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", *, prepared: Path | None = None
+) -> EngineModel:
     """Build the engine's model from a Hugging Face directory (config.json + safetensors).
 
+    `prepared`: a file of the engine's own weights (fused, renamed, in `dtype`): read from it
+    when it exists, written there first when not (see `weights.prepared_weights`), so a load
+    maps the file instead of building the fused projections again.
     Raises UnsupportedModel for anything the engine does not implement exactly; the caller then
     loads the model with transformers instead.
     """
     if dtype not in _DTYPES:
         raise UnsupportedModel(f"dtype {dtype} (the engine runs float32, bfloat16 or float16)")
     config = read_config(Path(model_dir))
-    state = read_weights(Path(model_dir), config, dtype)
+    if prepared is None:
+        state = read_weights(Path(model_dir), config, dtype)
+    else:
+        state = prepared_weights(Path(model_dir), config, dtype, prepared)
     model = EngineModel(config, dtype)
     try:
         model.load_state_dict(state, strict=True, assign=True)

@@ -80,6 +80,40 @@ def read_weights(model_dir: Path, config: EngineConfig, dtype: torch.dtype) -> d
     return state
 
 
+def prepared_weights(model_dir: Path, config: EngineConfig, dtype: torch.dtype, path: Path) -> dict[str, torch.Tensor]:
+    """The engine's weights mapped from `path`, written there first if it does not exist.
+
+    Building the fused projections copies them, and the checkpoint's own mapping stays alive
+    beside the copies (about twice the weights in memory); a file of the engine's own layout
+    maps in milliseconds and pages in only what is used. The file is written beside `path`
+    under a temporary name and renamed into place, so a half-written file is never read.
+    A tied head is stored once and tied again here.
+    """
+    import os
+    import uuid
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    if not path.is_file():
+        state = read_weights(model_dir, config, dtype)
+        tied = state["lm_head.weight"] is state["embed.weight"]
+        tensors = {k: v.contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            save_file(tensors, str(tmp), metadata={"tied": str(tied)})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        state = {name: f.get_tensor(name) for name in f.keys()}
+        tied = (f.metadata() or {}).get("tied") == "True"
+    if tied:
+        state["lm_head.weight"] = state["embed.weight"]
+    return state
+
+
 def _layer(i: int, config: EngineConfig, get, norm) -> dict[str, torch.Tensor]:
     src = dst = f"layers.{i}."
     attn, mlp = src + "self_attn.", src + "mlp."

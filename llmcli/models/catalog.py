@@ -53,6 +53,12 @@ def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def engine_files(entry: Path) -> list[Path]:
+    """The engine's prepared weights made from a cache entry (`backends.engine.prepared_path`)."""
+    folder = cache_dir() / "engine"
+    return sorted(folder.glob(f"{entry.name}-*.safetensors")) if folder.is_dir() else []
+
+
 def catalog() -> Catalog:
     entries = cache_entries()
     cached_aliases = {meta.get("alias") for _, meta in entries}
@@ -60,7 +66,10 @@ def catalog() -> Catalog:
         AliasRow(a.name, a.title, a.kind, a.installed(), a.package, a.licence, a.name in cached_aliases)
         for a in ALIASES.values()
     ]
-    cache = [CacheRow(d.name, str(d), dir_size(d), meta["source"], meta.get("alias")) for d, meta in entries]
+    cache = [
+        CacheRow(d.name, str(d), dir_size(d) + sum(f.stat().st_size for f in engine_files(d)), meta["source"], meta.get("alias"))
+        for d, meta in entries
+    ]
     return Catalog(str(cache_dir()), aliases, cache, hub_models())
 
 
@@ -83,4 +92,6 @@ def remove(name: str | None, everything: bool) -> list[CacheRow]:
         shutil.rmtree(row.path)
         # The tokenizer-only entry of the same source, if `tokenize` made one.
         shutil.rmtree(Path(row.path).parent.parent / "tokenizers" / row.name, ignore_errors=True)
+        for prepared in engine_files(Path(row.path)):  # and the engine's own layout of its weights
+            prepared.unlink(missing_ok=True)
     return chosen
