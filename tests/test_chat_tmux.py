@@ -110,7 +110,7 @@ def test_a_person_chatting_in_a_real_terminal(terminal, tmp_path):
     text = terminal.wait_for(lambda t: count(r"tok/s", t) >= 1, "the first stats line")
     answer = after(question, text)
     assert "Paris" in answer
-    assert re.search(r"\d+ tokens · [\d.]+ tok/s · first token [\d.]+ s · context [\d,]+ / 8,192", answer)
+    assert re.search(r"\d+ tokens · [\d.]+ tok/s · first token [\d.]+ s · re-read [\d,]+ prompt tokens · context [\d,]+ / 8,192", answer)
     paris_line = next(line for line in answer.splitlines() if "Paris" in line)
 
     # /show prompt: the exact text the model gets next, special tokens and all.

@@ -157,4 +157,6 @@ def test_the_four_commands_run_on_the_real_model(cli, model, tmp_path):
         assert result.exit_code == 0, result.stderr
         assert "France" in svg.read_text(encoding="utf-8") or args[0] == "neighbors"
         data = json.loads(cli(*args, "-m", alias, "--json").stdout)
+        if args[0] in ("score", "neighbors"):  # the commands that take -m A -m B print a list, always
+            (data,) = data
         assert data["model"] == alias
