@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from llmcli.inspect.next_token import NextTokenTable, json_safe
 from llmcli.tokens import piece_text, special_ids
@@ -106,6 +107,8 @@ def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> float:
 
     Terms where P is 0 count 0; a token P gives mass that Q rules out (-inf logit) makes it infinite.
     """
+    import torch
+
     log_p = torch.log_softmax(logits_p.double(), dim=-1)
     log_q = torch.log_softmax(logits_q.double(), dim=-1)
     p = log_p.exp()

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from llmcli.errors import BadInput
 from llmcli.inspect.distribution import entropy, probabilities, rank_of, ranked
@@ -235,6 +236,8 @@ def next_token_table(
     actual_next: int | None = None,
 ) -> NextTokenTable:
     """The top `num` tokens of a 1-D logits vector, with a probability column per temperature."""
+    import torch
+
     if num < 1:
         raise BadInput(f"a table needs at least 1 row (got {num})", "it is the number of most likely tokens shown")
     if not temperatures:
@@ -318,6 +321,8 @@ def resolve_position(position: int, length: int) -> int:
 def target_score(logits: torch.Tensor, tokenizer: Any, text: str, target: Sequence[int]) -> TargetScore:
     """Rank, logit and probability of each token of a continuation: `logits[i]` is the
     prediction made just before `target[i]`."""
+    import torch
+
     logits = logits.double()
     logprobs = torch.log_softmax(logits, dim=-1)
     special = special_ids(tokenizer)
