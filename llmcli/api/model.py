@@ -157,6 +157,15 @@ class Model(Tokenizing):
         built = prompt if isinstance(prompt, Prompt) else self.prompt(prompt, mode=mode)
         return probs.Unrolling(self.backend, built, _settings(settings, sampling), candidates)
 
+    def prompt_logprobs(self, prompt: str | Prompt, *, top: int = 0):
+        """Each token of a text with its log-probability given the ones before it, and the
+        `top` most likely tokens at its position (`llmcli.api.logprobs.PromptLogprobs`); the
+        raw text unless a built Prompt is given. What `score` and the server's echo read."""
+        from llmcli.api.logprobs import prompt_logprobs
+
+        built = prompt if isinstance(prompt, Prompt) else self.prompt(prompt, mode="raw")
+        return prompt_logprobs(self.backend, built, top)
+
     def logits(self, ids: Sequence[int], keep: int = 1):
         """The raw float32 logits of the last `keep` positions after `ids`."""
         return self.backend.logits(ids, keep)
