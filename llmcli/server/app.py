@@ -54,8 +54,18 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
     app = FastAPI(title="llmcli serve", docs_url=None, redoc_url=None, openapi_url=None)
     install_handlers(app)
 
-    def sse(events: AsyncIterator[dict]) -> Any:
-        return EventSourceResponse(events, sep="\n", ping=15)
+    def sse(request: Request, stream: Any, *args: Any) -> Any:
+        """Server-sent events from `stream(*args, until)`, where `until()` says to stop: the
+        client has gone, or the server is shutting down (sse-starlette sets the event, then
+        gives the stream a grace period to end with an error event and [DONE])."""
+        import anyio
+
+        shutdown = anyio.Event()
+
+        async def until() -> bool:
+            return shutdown.is_set() or await request.is_disconnected()
+
+        return EventSourceResponse(stream(*args, until, shutdown), sep="\n", ping=15, shutdown_event=shutdown, shutdown_grace_period=3)
 
     @app.get("/health")
     async def health() -> dict:
@@ -82,22 +92,26 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
         _note(request, runner.name, response, stream=body.stream)
         rid = fmt.request_id("chatcmpl")
         if body.stream:
-            return sse(_chat_stream(runner, response, body, request, rid))
+            return sse(request, _chat_stream, runner, response, body, request, rid)
         async with runner.turn():
             async for _ in runner.events(response, request.is_disconnected):
                 pass
         _finished(request, response)
         return fmt.chat_completion(runner.name, rid, response.text, response.events, response.stats, model.tokenizer, body.logprobs)
 
-    async def _chat_stream(runner: ModelRunner, response: Any, body: ChatRequest, request: Request, rid: str) -> AsyncIterator[dict]:
+    async def _chat_stream(runner: ModelRunner, response: Any, body: ChatRequest, request: Request, rid: str, until: Any, shutdown: Any) -> AsyncIterator[dict]:
         tokenizer = runner.model.tokenizer
         try:
             yield _data(fmt.chat_chunk(runner.name, rid, {"role": "assistant", "content": ""}))
             async with runner.turn():
-                async for event in runner.events(response, request.is_disconnected):
+                async for event in runner.events(response, until):
                     logprobs = [fmt.chat_logprob(tokenizer, event)] if body.logprobs and not event.end else None
                     if event.text or logprobs:
                         yield _data(fmt.chat_chunk(runner.name, rid, {"content": event.text}, logprobs=logprobs))
+            if shutdown.is_set():
+                yield from_shutdown()
+                yield {"data": "[DONE]"}
+                return
             yield _data(fmt.chat_chunk(runner.name, rid, {}, finish=fmt.finish_reason(response.stats)))
             if body.include_usage:
                 yield _data(fmt.usage_chunk(runner.name, rid, response.stats))
@@ -124,7 +138,7 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
         response = model.generate(prompt, settings=_settings(model, body, body.max_tokens), top_logprobs=body.logprobs or 0)
         _note(request, runner.name, response, stream=body.stream)
         if body.stream:
-            return sse(_completion_stream(runner, prompt, response, body, request, rid))
+            return sse(request, _completion_stream, runner, prompt, response, body, request, rid)
         async with runner.turn():
             prompt_entries = await runner.run(functools.partial(model.prompt_logprobs, prompt, top=body.logprobs or 0)) if scored else None
             async for _ in runner.events(response, request.is_disconnected):
@@ -137,7 +151,7 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
             logprobs = fmt.legacy_logprobs([*(prompt_entries.tokens if prompt_entries else ()), *generated])
         return fmt.completion(runner.name, rid, echoed + response.text, logprobs, fmt.finish_reason(response.stats), fmt.usage(response.stats, 0), {"timings": fmt.timings(response.stats)})
 
-    async def _completion_stream(runner: ModelRunner, prompt: Prompt, response: Any, body: CompletionRequest, request: Request, rid: str) -> AsyncIterator[dict]:
+    async def _completion_stream(runner: ModelRunner, prompt: Prompt, response: Any, body: CompletionRequest, request: Request, rid: str, until: Any, shutdown: Any) -> AsyncIterator[dict]:
         tokenizer = runner.model.tokenizer
         offset = 0
         try:
@@ -145,11 +159,15 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
                 if body.echo:
                     offset = len(prompt.text)
                     yield _data(fmt.completion_chunk(runner.name, rid, prompt.text))
-                async for event in runner.events(response, request.is_disconnected):
+                async for event in runner.events(response, until):
                     logprobs = _event_logprobs(tokenizer, event, offset) if body.logprobs is not None and not event.end else None
                     if event.text or logprobs:
                         yield _data(fmt.completion_chunk(runner.name, rid, event.text, logprobs=logprobs))
                     offset += len(event.text)
+            if shutdown.is_set():
+                yield from_shutdown()
+                yield {"data": "[DONE]"}
+                return
             yield _data(fmt.completion_chunk(runner.name, rid, "", finish=fmt.finish_reason(response.stats)))
             if body.include_usage:
                 yield _data(fmt.usage_chunk(runner.name, rid, response.stats, "text_completion"))
@@ -185,6 +203,10 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
 
 def _data(chunk: dict) -> dict:
     return {"data": json.dumps(chunk, ensure_ascii=False)}
+
+
+def from_shutdown() -> dict:
+    return _data(fmt.error("the server is shutting down: the reply was cut short", "server_error", "server_shutdown"))
 
 
 def _event_logprobs(tokenizer: Any, event: TokenEvent, offset: int) -> dict:

@@ -20,6 +20,8 @@ import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+import anyio
+
 from llmcli.generation import TokenEvent
 
 
@@ -44,23 +46,27 @@ class ModelRunner:
         """The response's events as the model computes them; stops after the first token at
         which `gone()` says the client has left. Call it during a turn."""
         iterator = iter(response)
-        step: asyncio.Future | None = None
+        started = False
         try:
             while True:
-                step = asyncio.ensure_future(self.run(next, iterator, None))
-                event = await step
-                step = None
+                token = self._thread.submit(next, iterator, None)
+                started = True
+                # Shielded: cancelling this task must not pretend the token is no longer being computed.
+                event = await asyncio.shield(asyncio.wrap_future(token))
                 if event is None:
                     return
                 yield event
                 if await gone():
                     return
         finally:
-            if step is not None:  # cancelled while the model computed: let that token finish
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(step)
-            # Reading the stats closes an unfinished generation ("interrupted") and frees its cache.
-            await asyncio.shield(self.run(lambda: response.stats))
+            # The model's thread runs one job at a time, in order: closing the generation is
+            # queued after the token in flight, never run while it computes. Shielded, since a
+            # cancelled anyio scope (sse-starlette's, when the client leaves or the server
+            # stops) would otherwise cancel this wait too, and the route would read the stats early.
+            if started:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    # Reading the stats closes an unfinished generation ("interrupted").
+                    await asyncio.wrap_future(self._thread.submit(lambda: response.stats))
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
