@@ -91,8 +91,8 @@ class Model(Tokenizing):
         """The conversation trimmed to the context window with `reserve` tokens left for the
         reply: the oldest turns go, system messages stay. Returns (kept, dropped)."""
         messages = _messages(messages)
-        if not self.context_length:
-            return messages, 0
+        if "tokenizer" not in self.backend.capabilities or not self.context_length:
+            return messages, 0  # a remote model: its server says when a conversation is too long
         return trim_to_context(self.tokenizer, messages, self.context_length, reserve)
 
     # ---------------------------------------------------------------- generating
@@ -192,10 +192,21 @@ def load(
     compile: bool = False,
     trust_remote_code: bool = False,
     progress: Any = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
 ) -> Model:
     """Load a model by name: a built-in alias (smollm2, gemma3-270m), a .gguf file, a Hugging
     Face directory or hub id. `progress(stage, done, total)` hears about a first-use
-    conversion (see llmcli.models.cache)."""
+    conversion (see llmcli.models.cache).
+
+    `openai:MODEL` (or `openai:MODEL@URL`) is a model on an OpenAI-compatible server, at
+    `base_url` (else $LLMCLI_BASE_URL, then $OPENAI_BASE_URL), with the API key in the
+    environment variable `api_key_env` (else $LLMCLI_API_KEY): see llmcli.backends.remote.
+    The loading options do not apply to it, and `base_url` does not apply to local models."""
+    from llmcli.backends.remote import RemoteBackend, is_remote
+
+    if is_remote(name):
+        return Model(RemoteBackend(name, base_url=base_url, api_key_env=api_key_env))
     from llmcli.backends.local import LocalBackend
     from llmcli.models import LoadOptions, load_model
     from llmcli.models.cache import no_progress

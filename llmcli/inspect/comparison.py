@@ -133,10 +133,13 @@ def agreement(first: Distribution, second: Distribution) -> Agreement:
     stripped_b = {row.text.strip() for row in b.rows[:k]}
     # in the first side's order; pieces that are only whitespace would all match one another
     loose = [t for t in dict.fromkeys(row.text.strip() for row in a.rows[:k]) if t and t in stripped_b]
-    same = same_vocabulary(first.tokenizer, second.tokenizer)
+    remote = first.logits is None or second.logits is None
+    same = not remote and same_vocabulary(first.tokenizer, second.tokenizer)
     kl = kl_reverse = None
     note = None
-    if not same:
+    if remote:
+        note = "a remote model's server gives its top 20 tokens, not the whole distribution"
+    elif not same:
         note = f"different vocabularies ({a.vocab_size:,} and {b.vocab_size:,} tokens)"
         if a.vocab_size == b.vocab_size:
             note = f"different vocabularies (both {a.vocab_size:,} tokens, but not the same strings)"

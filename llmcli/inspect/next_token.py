@@ -174,6 +174,8 @@ class ProbsReport:
     timings: dict[str, float] = field(default_factory=dict)
     # The logits the table was made from (not in --json): compare's KL divergence needs them.
     logits: Any = field(default=None, repr=False, compare=False)
+    # Set when the table comes from a server's top 20 instead of logits: what is approximate.
+    approximate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = json_safe(asdict(replace(self, logits=None)))

@@ -96,6 +96,11 @@ def bar(p: float, width: int = BAR_WIDTH) -> str:
     return "█" * full + (_EIGHTHS[rest] if rest else "")
 
 
+def token_id(i: int) -> str:
+    """A token's id; "?" for a remote token whose server did not say."""
+    return str(i) if i >= 0 else "?"
+
+
 def temperature_label(t: float) -> str:
     return f"T={t:g}"
 
@@ -141,6 +146,8 @@ def render_report(report: ProbsReport, *, verbose_steps: bool = False, console: 
     plain = render.plain() if console is None else not out.is_terminal
     table = report.table
     out.print(_heading(report, out.width))
+    if report.approximate:  # a remote model: the table is the server's top 20
+        out.print(Text(report.approximate, style="yellow"))
     out.print()
     if report.steps is not None:
         _render_steps(out, report, plain, verbose_steps)
@@ -153,7 +160,7 @@ def render_report(report: ProbsReport, *, verbose_steps: bool = False, console: 
         out.print()
         if table.actual_next is not None:
             out.print(_actual_next(table))
-        out.print(_footer(table))
+        out.print(_footer(table, bool(report.approximate)))
     else:
         out.print(_sweep_table(table, plain))
         if table.actual_next is not None:
@@ -171,6 +178,9 @@ def _heading(report: ProbsReport, width: int) -> Text:
     model = report.model if "/" not in report.model.strip("/") else Path(report.model).name
     where = f"{model} · {report.mode} prompt · {n} token{'s' if n != 1 else ''}"
     seen = report.prompt_tokens[: table.position + 1]
+    if not seen and report.prompt:  # a server that does not tokenize: the prompt's text
+        seen = (PromptToken(-1, report.prompt, False),)
+        where = f"{model} · {report.mode} prompt"
     if report.steps is not None:
         label = "Generating after "
     elif table.position == n - 1:
@@ -199,7 +209,7 @@ def _single_table(table: NextTokenTable, plain: bool) -> Table:
     if actual is not None:
         t.add_column("", no_wrap=True)
     for row, p, cum in zip(table.rows, column.probs, column.cumulative):
-        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), str(row.id), f"{row.logit:.2f}", percent(p), percent(cum)]
+        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), token_id(row.id), f"{row.logit:.2f}", percent(p), percent(cum)]
         if not plain:
             cells.append(bar(p))
         if actual is not None:
@@ -208,8 +218,9 @@ def _single_table(table: NextTokenTable, plain: bool) -> Table:
     return t
 
 
-def _footer(table: NextTokenTable) -> Text:
+def _footer(table: NextTokenTable, top_only: bool = False) -> Text:
     column = table.columns[0]
+    vocabulary = f"the server's top {table.vocab_size}" if top_only else f"{table.vocab_size:,} tokens"
     at = "" if column.temperature == 1 else f" at {temperature_label(column.temperature)}"
     return Text.assemble(
         ("entropy ", "dim"),
@@ -217,7 +228,7 @@ def _footer(table: NextTokenTable) -> Text:
         (f"{at}: as uncertain as a fair pick among {_effective(column.entropy)} tokens\n", "dim"),
         (f"these {len(table.rows)} rows hold ", "dim"),
         percent(column.coverage),
-        (f" of the probability (vocabulary: {table.vocab_size:,} tokens)", "dim"),
+        (f" of the probability (vocabulary: {vocabulary})", "dim"),
     )
 
 
@@ -236,7 +247,7 @@ def _sweep_table(table: NextTokenTable, plain: bool) -> Table:
     for column in table.columns:
         t.add_column(temperature_label(column.temperature), justify="right", no_wrap=True)
     for i, row in enumerate(table.rows):
-        cells = [str(row.rank), token_text(row.text, row.special), str(row.id), f"{row.logit:.2f}"]
+        cells = [str(row.rank), token_text(row.text, row.special), token_id(row.id), f"{row.logit:.2f}"]
         for column in table.columns:
             p = column.probs[i]
             cells.append(Text(percent(p), style=heat(p)))
@@ -285,7 +296,7 @@ def _sampler_table(table: NextTokenTable, replay: SamplerReplay, plain: bool) ->
     final = replay.final
     for i, row in enumerate(table.rows):
         cut = final.probs[i] is None
-        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), str(row.id), f"{row.logit:.2f}", percent(row.prob)]
+        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), token_id(row.id), f"{row.logit:.2f}", percent(row.prob)]
         for stage in stages:
             p = stage.probs[i]
             cells.append(Text("cut", style="dim red") if p is None else Text(percent(p), style="bold" if stage is final else ""))
@@ -346,7 +357,7 @@ def _render_target(out: Console, target: TargetScore, vocab_size: int, plain: bo
     t.add_column("log p", justify="right")
     for i, tok in enumerate(target.tokens, start=1):
         t.add_row(
-            str(i), token_text(tok.text, tok.special), str(tok.id), f"{tok.rank:,}", f"{tok.logit:.2f}", small_prob(tok.prob), f"{tok.logprob:.3f}"
+            str(i), token_text(tok.text, tok.special), token_id(tok.id), f"{tok.rank:,}", f"{tok.logit:.2f}", small_prob(tok.prob), f"{tok.logprob:.3f}"
         )
     out.print(t)
     out.print(Text(f"ranks are among all {vocab_size:,} tokens; each token is scored after the ones before it,\nand the target's probability is the product", style="dim"))
@@ -442,12 +453,12 @@ def _step_table(out: Console, step: Step, plain: bool) -> None:
     cum = 0.0
     for a in step.candidates:
         cum += a.prob
-        cells: list[Text | str] = [str(a.rank), token_text(a.text, a.special), str(a.id), percent(a.prob), percent(cum)]
+        cells: list[Text | str] = [str(a.rank), token_text(a.text, a.special), token_id(a.id), percent(a.prob), percent(cum)]
         if not plain:
             cells.append(bar(a.prob))
         cells.append(Text("◀ picked", style="bold yellow") if a.id == step.id else "")
         t.add_row(*cells)
     if step.rank is None:
-        t.add_row("", token_text(step.text, step.special), str(step.id), percent(step.prob), "", *([""] if not plain else []), Text("◀ picked", style="bold yellow"))
+        t.add_row("", token_text(step.text, step.special), token_id(step.id), percent(step.prob), "", *([""] if not plain else []), Text("◀ picked", style="bold yellow"))
     out.print(t)
     out.print(Text.assemble(("text so far: ", "dim"), _visible_tail(step.output, max(20, out.width - 14))))

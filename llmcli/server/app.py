@@ -185,7 +185,8 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
             ids = model.tokenize(body.prompt or "", add_special=body.add_special_tokens).ids
         request.state.log.update(model=runner.name, tokens_in=len(ids))
         pieces = [model.view.piece(i) for i in ids] if body.return_token_strs else None
-        return {"count": len(ids), "max_model_len": model.context_length, "tokens": ids, "token_strs": pieces}
+        tokens: list = [fmt.piece(i, model.view.token_bytes(i)) for i in ids] if body.with_pieces else ids
+        return {"count": len(ids), "max_model_len": model.context_length, "tokens": tokens, "token_strs": pieces}
 
     @app.post("/detokenize")
     async def detokenize(body: DetokenizeRequest, request: Request) -> dict:

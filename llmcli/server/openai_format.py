@@ -5,7 +5,10 @@
   with it a client can tell apart two tokens that decode to the same text.
 - The legacy completions shape is `{"tokens", "token_logprobs", "top_logprobs",
   "text_offset"}`; its `top_logprobs` are dicts keyed by token text, so two alternatives
-  that decode alike keep the more likely one (as OpenAI's do).
+  that decode alike keep the more likely one (as OpenAI's do). Beside those lists goes
+  `content`, the same tokens in the chat shape with ids and bytes (llama.cpp answers
+  /v1/completions in that shape): clients that read the legacy lists ignore it, and
+  llmcli's remote backend reads it to tell tokens apart.
 - The end-of-turn token that stopped a reply is counted in `usage` (it was computed) but
   has no entry in `logprobs`, as in OpenAI's responses: it is not part of the text.
 - `timings` is llama.cpp's block (prompt and predicted counts, milliseconds, tokens per
@@ -100,6 +103,7 @@ def usage_chunk(name: str, rid: str, stats: GenerationStats, kind: str = "chat.c
 
 def legacy_logprobs(entries: Iterable[TokenLogprob], start_offset: int = 0) -> dict[str, list]:
     """OpenAI's legacy logprobs block; `text_offset` counts characters from the start of the returned text."""
+    entries = list(entries)
     tokens, token_logprobs, top_logprobs, offsets = [], [], [], []
     offset = start_offset
     for entry in entries:
@@ -113,7 +117,7 @@ def legacy_logprobs(entries: Iterable[TokenLogprob], start_offset: int = 0) -> d
         top_logprobs.append(top)
         offsets.append(offset)
         offset += len(entry.text)
-    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top_logprobs, "text_offset": offsets}
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top_logprobs, "text_offset": offsets, "content": [e.to_dict() for e in entries]}
 
 
 def generated_logprobs(tokenizer: Any, events: Iterable[TokenEvent]) -> list[TokenLogprob]:
@@ -151,6 +155,14 @@ def completion_chunk(name: str, rid: str, text: str, *, logprobs: dict | None = 
         "model": name,
         "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}],
     }
+
+
+def piece(token_id: int, data: bytes) -> dict[str, Any]:
+    """llama.cpp's /tokenize `with_pieces` entry: the piece as text, or its bytes when it is not UTF-8."""
+    try:
+        return {"id": token_id, "piece": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"id": token_id, "piece": list(data)}
 
 
 # ---------------------------------------------------------------- models, errors

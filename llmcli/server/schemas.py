@@ -123,19 +123,26 @@ class CompletionRequest(_Request):
 
 
 class TokenizeRequest(BaseModel):
-    """vLLM's /tokenize: a `prompt`, or `messages` through the chat template."""
+    """vLLM's /tokenize: a `prompt`, or `messages` through the chat template (and
+    llama.cpp's `content` and `with_pieces`)."""
 
     model_config = ConfigDict(extra="allow")
 
     model: Optional[str] = None
     prompt: Optional[str] = None
+    content: Optional[str] = None  # llama.cpp's name for the prompt
     messages: Optional[list[ChatMessage]] = None
     add_special_tokens: bool = True
     add_generation_prompt: bool = True
     return_token_strs: bool = False
+    with_pieces: bool = False  # llama.cpp's: each token as {"id", "piece"}, the piece's bytes when not UTF-8
 
     @model_validator(mode="after")
     def _one_input(self) -> TokenizeRequest:
+        if self.messages is not None:
+            self.prompt = None
+        elif self.prompt is None:
+            self.prompt = self.content
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give either prompt or messages")
         return self
