@@ -92,7 +92,7 @@ def from_server_top(backend: Any, prompt: Prompt, *, num: int, temperatures: Seq
         raise BadInput("position: a server gives its top tokens after the whole prompt only", "looking inside the prompt needs a local model")
     if targets:
         raise BadInput("the target: scoring a continuation needs the whole distribution, which a server does not give", "use a local model")
-    if not prompt.text and not prompt.ids:
+    if not (prompt.text or prompt.ids or getattr(prompt, "messages", ())):
         raise BadInput("the prompt is empty: there is nothing to predict from", "give some text")
     start = time.perf_counter()
     entries = backend.top_logprobs(prompt)

@@ -41,6 +41,7 @@ class RemoteVocabulary(TokenizerView):
         self._bytes: dict[int, bytes] = {}
         self._pieces: dict[int, str] = {}
         self._stand_ins: dict[bytes, int] = {}
+        self._lossy: set[int] = set()  # ids whose bytes came from decoding them alone
         self.kind: str | None = None  # "byte-level" | "sentencepiece" once the pieces tell
 
     # -- learning
@@ -63,7 +64,8 @@ class RemoteVocabulary(TokenizerView):
                 self.kind = "byte-level"
         for token_id, piece in zip(ids, pieces):
             if isinstance(piece, bytes):
-                self._bytes.setdefault(token_id, piece)
+                self._bytes[token_id] = piece
+                self._lossy.discard(token_id)
             elif isinstance(piece, str):
                 self._pieces.setdefault(token_id, piece)
                 data = self._piece_bytes(piece)
@@ -88,7 +90,7 @@ class RemoteVocabulary(TokenizerView):
     def decode(self, ids: Sequence[int], skip_special: bool = False, **_: Any) -> str:
         """Known tokens are joined here; otherwise the server decodes (and a stand-in id is never sent)."""
         ids = list(ids)
-        if all(i in self._bytes for i in ids):
+        if all(i in self._bytes and i not in self._lossy for i in ids):
             return b"".join(self._bytes[i] for i in ids).decode("utf-8", errors="replace")
         return self._decode_remote([i for i in ids if i >= 0])
 
@@ -104,5 +106,8 @@ class RemoteVocabulary(TokenizerView):
 
     def token_bytes(self, token_id: int, piece: str | None = None) -> bytes:
         if token_id not in self._bytes and token_id >= 0:
+            # One token decoded alone: a partial character comes back as U+FFFD, so this is
+            # good for showing the token, not for joining tokens into text.
             self._bytes[token_id] = self._decode_remote([token_id]).encode("utf-8")
+            self._lossy.add(token_id)
         return self._bytes.get(token_id, b"")
