@@ -66,12 +66,25 @@ def test_generate_raw_and_seeded_sampling_remote_equal_local(cli, remote, tiny_m
         assert cli(*args, *remote).stdout == cli(*args, "-m", str(tiny_model_dir)).stdout
 
 
-def test_chat_remote_equals_local(cli, remote, tiny_model_dir):
+def test_chat_remote_equals_local(cli, remote, tiny_model_dir, tmp_path):
     turns = "Hello\nWhat is 3 + 4?\n"
-    there = cli("chat", "-t", "0", "-n", "10", *remote, input=turns)
+    there = cli("chat", "-t", "0", "-n", "10", *remote, input=turns + f"/save {tmp_path / 'chat.json'}\n")
     here = cli("chat", "-t", "0", "-n", "10", "-m", str(tiny_model_dir), input=turns)
-    assert there.exit_code == 0 and there.stdout == here.stdout and there.stdout.count("\n") == 2
-    assert KEY not in there.stdout + there.stderr
+    assert there.exit_code == 0 and there.stdout.startswith(here.stdout) and here.stdout.count("\n") == 2
+    saved = (tmp_path / "chat.json").read_text()
+    assert json.loads(saved)["model"] == f"openai:{tiny_model_dir.name}"
+    assert KEY not in there.stdout + there.stderr + saved
+
+
+def test_a_remote_model_samples_with_the_servers_defaults(cli, remote, server, tiny_model_dir):
+    """llmcli serve says what it samples with (`sampling_defaults`): flags left out take those
+    values, as they take the local model's recommended ones."""
+    import httpx
+
+    card = httpx.get(server.url + "/models", headers={"Authorization": f"Bearer {KEY}"}).json()["data"][0]
+    assert card["sampling_defaults"] == {}  # the tiny model recommends nothing: llmcli's own defaults on both sides
+    args = ("generate", "Once upon a time", "-n", "12", "--seed", "11")
+    assert cli(*args, *remote).stdout == cli(*args, "-m", str(tiny_model_dir)).stdout
 
 
 def test_compare_puts_a_local_and_a_remote_model_side_by_side(cli, server, tiny_model_dir, monkeypatch):

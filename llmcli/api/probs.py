@@ -58,7 +58,8 @@ def report(
     prompt plus the reply's first token, at the prompt's last position).
     """
     if "logits" not in backend.capabilities:  # a remote model: the server's top 20
-        return from_server_top(backend, prompt, num=num, temperatures=temperatures, position=position, targets=targets,
+        at_end = position == -1 or (position == len(prompt.ids) - 1 and list((ids or prompt.ids)[: len(prompt.ids)]) == list(prompt.ids))
+        return from_server_top(backend, prompt, num=num, temperatures=temperatures, at_end=at_end, targets=targets,
                                cuts={"top_k": top_k, "top_p": top_p, "min_p": min_p}, sampler_temperature=sampler_temperature)
     ids = list(prompt.ids if ids is None else ids)
     nt.check_prompt(ids, backend.context_length)
@@ -82,13 +83,14 @@ def report(
     )
 
 
-def from_server_top(backend: Any, prompt: Prompt, *, num: int, temperatures: Sequence[float], position: int, targets: Sequence[str], cuts: dict, sampler_temperature: float | None) -> nt.ProbsReport:
-    """The report for a backend without logits, from its server's top 20 next tokens: at most
-    20 rows, the other numbers recomputed over those tokens and marked approximate."""
+def from_server_top(backend: Any, prompt: Prompt, *, num: int, temperatures: Sequence[float], at_end: bool, targets: Sequence[str], cuts: dict, sampler_temperature: float | None) -> nt.ProbsReport:
+    """The report for a backend without logits, from its server's top 20 next tokens after
+    the whole prompt (`at_end`): at most 20 rows, the other numbers recomputed over those
+    tokens and marked approximate."""
     from llmcli.errors import BadInput
     from llmcli.inspect import top_logprobs as top
 
-    if position != -1:
+    if not at_end:
         raise BadInput("position: a server gives its top tokens after the whole prompt only", "looking inside the prompt needs a local model")
     if targets:
         raise BadInput("the target: scoring a continuation needs the whole distribution, which a server does not give", "use a local model")

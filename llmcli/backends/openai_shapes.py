@@ -118,6 +118,13 @@ def context_length(card: dict[str, Any]) -> int | None:
     return None
 
 
+def sampling_defaults(card: dict[str, Any]) -> dict[str, float]:
+    """llmcli serve's `sampling_defaults`: the values it uses for fields a request leaves out."""
+    known = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+    values = card.get("sampling_defaults")
+    return {k: v for k, v in values.items() if k in known and isinstance(v, (int, float))} if isinstance(values, dict) else {}
+
+
 def model_ids(body: dict[str, Any]) -> list[str]:
     return [str(m.get("id")) for m in body.get("data") or [] if isinstance(m, dict)]
 

@@ -118,7 +118,7 @@ class RemoteBackend:
         self.tokenizer = RemoteVocabulary(self._encode, self._decode)
         self._client: Any = None
         self._http: Any = None
-        self._context_length: int | None | bool = False  # False: not asked yet
+        self._card: dict | None = None  # the /v1/models entry, asked for once when needed
         self._tokenize_missing: str | None = None  # why /tokenize failed, once it has
 
     # ---------------------------------------------------------------- clients
@@ -156,20 +156,25 @@ class RemoteBackend:
     # ---------------------------------------------------------------- what it is
 
     @property
-    def context_length(self) -> int | None:
-        if self._context_length is False:
+    def card(self) -> dict:
+        """The server's /v1/models entry for this model ({} when it has none or cannot say)."""
+        if self._card is None:
             try:
-                card = next((m for m in self._models() if m.get("id") == self.model), {})
+                self._card = next((m for m in self._models() if m.get("id") == self.model), {})
             except LlmcliError:
-                card = {}
-            self._context_length = shapes.context_length(card)
-        return self._context_length  # type: ignore[return-value]
+                self._card = {}
+        return self._card
+
+    @property
+    def context_length(self) -> int | None:
+        return shapes.context_length(self.card)
 
     def has_chat_template(self) -> bool:
         return True  # the server applies its own template on the chat endpoint
 
     def recommended_sampling(self) -> dict[str, float]:
-        return {}
+        """What the server samples with when a field is left out, when it says (llmcli serve does)."""
+        return shapes.sampling_defaults(self.card)
 
     def info(self) -> RemoteInfo:
         return RemoteInfo(self.label, self.model, self.base_url, self.context_length)
@@ -295,6 +300,7 @@ class RemoteGeneration:
         self.backend, self.prompt, self.settings, self.top = backend, prompt, settings, top
         self.text = ""
         self.token_ids: list[int] = []
+        self.chunks = 0  # pieces of text that came without logprobs (about one token each)
         self._stats: GenerationStats | None = None
         self._events = self._run()
 
@@ -344,6 +350,7 @@ class RemoteGeneration:
         entries = shapes.chat_logprobs(block) if "delta" in choice else shapes.completion_logprobs(block)
         if not entries:
             if text:
+                self.chunks += 1
                 yield TokenEvent(UNKNOWN_ID, text, float("nan"))
             return
         learn = self.backend.tokenizer.learn
@@ -356,7 +363,7 @@ class RemoteGeneration:
     def _finish(self, reason: str, usage: dict, speeds: tuple | None, start: float, first: float | None) -> None:
         now = time.perf_counter()
         prompt_tokens = usage.get("prompt_tokens") or len(self.prompt.ids)
-        generated = usage.get("completion_tokens") or len(self.token_ids)
+        generated = usage.get("completion_tokens") or len(self.token_ids) or self.chunks  # usage is missing when interrupted
         ttft = (first - start) if first else 0.0
         prefill, decode = speeds or (prompt_tokens / ttft if ttft else 0.0, (generated - 1) / (now - first) if first and generated > 1 and now > first else 0.0)
         reason = {"stop": "stop", "length": "length", "interrupted": "interrupted"}.get(reason, "stop")

@@ -169,7 +169,9 @@ def piece(token_id: int, data: bytes) -> dict[str, Any]:
 
 
 def model_card(name: str, model: Any, created: int) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": created, "owned_by": "llmcli", "max_model_len": model.context_length}
+    """OpenAI's model object, vLLM's `max_model_len`, and the sampling values the server uses
+    for fields a request leaves out (so `llmcli -m openai:…` samples as the local model would)."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "llmcli", "max_model_len": model.context_length, "sampling_defaults": model.recommended_sampling()}
 
 
 def error(message: str, kind: str = "invalid_request_error", code: str | None = None, param: str | None = None) -> dict[str, Any]:
