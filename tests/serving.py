@@ -32,9 +32,10 @@ _ADDRESS = re.compile(r" on (http://\S+)/v1 ")
 
 
 class ServerProcess:
-    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], env: dict[str, str | None] | None = None):
         self.args = args
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        merged = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.env = {k: v for k, v in merged.items() if v is not None}  # None: leave that variable out
         self.proc: subprocess.Popen | None = None
         self.root = ""
         self._lines: list[str] = []

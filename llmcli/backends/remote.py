@@ -23,6 +23,8 @@ Decisions:
 - There are no logits: `probs` reads the server's top 20 (`llmcli.api.probs`), `score`
   its echoed prompt log-probabilities (`prompt_logprobs`). Asking for more than 20
   alternatives gets 20, OpenAI's limit.
+- A reply's `token_ids` and logprobs leave out the end-of-turn token the server stopped
+  at (servers report no entry for it, as OpenAI's API does); `usage` counts it.
 - A prompt is sent as messages (chat) or text (raw); its `ids` come from the server's
   /tokenize when it has one (empty otherwise, and the server's usage counts the tokens).
 """
