@@ -160,7 +160,7 @@ def test_tokenize_and_detokenize_remote_equal_local(cli, remote, tiny_model_dir)
     text = "Hello, world! Café 🍕 naïve"
     [there] = run_json(cli, "tokenize", text, *remote)
     [here] = run_json(cli, "tokenize", text, "-m", str(tiny_model_dir))
-    assert [(t["id"], t["text"], t["bytes"]) for t in there["tokens"]] == [(t["id"], t["text"], t["bytes"]) for t in here["tokens"]]
+    assert [(t["id"], t["piece"], t["text"], t["bytes"]) for t in there["tokens"]] == [(t["id"], t["piece"], t["text"], t["bytes"]) for t in here["tokens"]]
     [chat_there] = run_json(cli, "tokenize", "--chat", "Hi", *remote)
     [chat_here] = run_json(cli, "tokenize", "--chat", "Hi", "-m", str(tiny_model_dir))
     assert [t["id"] for t in chat_there["tokens"]] == [t["id"] for t in chat_here["tokens"]]

@@ -108,6 +108,20 @@ def test_a_non_loopback_address_without_a_key_is_refused(tmp_path):
     assert lines[1].startswith("hint:") and "--api-key" in lines[1] and len(lines) == 2
 
 
+def test_serve_help_imports_no_web_stack_and_no_torch():
+    code = (
+        "import sys\n"
+        "from llmcli.cli import app\n"
+        "try:\n"
+        "    app(['serve', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('HEAVY', [m for m in ('torch', 'transformers', 'fastapi', 'uvicorn', 'openai') if m in sys.modules], file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert "HEAVY []" in proc.stderr and "--api-key" in proc.stdout, proc.stderr
+
+
 def test_which_addresses_are_loopback():
     from llmcli.commands.serve import is_loopback
 

@@ -81,8 +81,8 @@ def test_ollama_native_top_level_logprobs():
 
 
 def test_tokenize_detokenize_and_context_length_shapes():
-    assert shapes.tokens({"tokens": [1, 2], "token_strs": ["a", "Ġb"]}) == ([1, 2], ["a", "Ġb"])
-    assert shapes.tokens({"tokens": replays.LLAMACPP_PIECES}) == ([504, 3575, 216, 198, 164], [b"The", b" capital", b" ", b"\xc3", b"\xa1"])
+    assert shapes.tokens({"tokens": [1, 2], "token_strs": ["a", "Ġb"]}) == ([1, 2], ["a", "Ġb"], ["a", "Ġb"])
+    assert shapes.tokens({"tokens": replays.LLAMACPP_PIECES}) == ([504, 3575, 216, 198, 164], [b"The", b" capital", b" ", b"\xc3", b"\xa1"], [None] * 5)
     assert shapes.detokenized({"prompt": "x"}) == shapes.detokenized({"content": "x"}) == "x"
     assert shapes.context_length({"max_model_len": 131072}) == 131072
     assert shapes.context_length({"meta": {"n_ctx_train": 8192}}) == 8192
@@ -203,6 +203,54 @@ def test_transformers_serve_chats_but_gives_no_logprobs(cli, tiny_model_dir):
         assert chat.exit_code == 0 and chat.stdout == cli("chat", "-t", "0", "-n", "8", "-m", str(tiny_model_dir), input="Hello\n").stdout
         probs = cli("probs", "--chat", "Hello", *model)
         assert probs.exit_code == 1 and probs.stderr.splitlines()[0] == f"error: the server at {url} gives no log-probabilities for {tiny_model_dir}"
+        tokens = cli("tokenize", "Hello", *model)
+        assert tokens.exit_code == 1 and "has no /tokenize endpoint" in tokens.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------- llama-cpp-python's server, when the bench extra is installed
+
+
+@pytest.mark.integration
+def test_llama_cpp_python_server(cli, real_cache):
+    """llama-cpp-python's own OpenAI-compatible server on the smollm2 GGUF file. Its numbers
+    are llama.cpp's (its own dequantization), so only what llmcli reads is checked: a reply
+    streams, probs reads its top logprobs or says it gives none, tokenize says what it lacks
+    (its tokenizer lives under /extras/tokenize)."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python (the bench extra) is not installed")
+    from llmcli.models import resolve
+
+    gguf = resolve("smollm2").path
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(url + "/models", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "llama_cpp.server did not start"
+            time.sleep(0.1)
+        model = ["-m", "openai:smollm2", "--base-url", url]
+        reply = cli("generate", "What is the capital of France?", "-t", "0", "-n", "16", *model)
+        assert reply.exit_code == 0 and reply.stdout.strip()
+        probs = cli("probs", "--chat", "What is the capital of France?", *model, "--json")
+        if probs.exit_code == 0:
+            assert 1 <= len(json.loads(probs.stdout)["table"]["rows"]) <= 20
+        else:
+            assert "gives no log-probabilities" in probs.stderr
         tokens = cli("tokenize", "Hello", *model)
         assert tokens.exit_code == 1 and "has no /tokenize endpoint" in tokens.stderr
     finally:

@@ -91,17 +91,18 @@ def llamacpp_probabilities(body: dict[str, Any]) -> list[TokenLogprob]:
     return [_token(e) for e in body.get("completion_probabilities") or body.get("probs") or []]
 
 
-def tokens(body: dict[str, Any]) -> tuple[list[int], list[bytes | str | None]]:
-    """/tokenize: the ids and what is known of each token: its exact bytes (llama.cpp's
-    pieces), its vocabulary string (vLLM's `token_strs`, "Ġworld"), or None."""
+def tokens(body: dict[str, Any]) -> tuple[list[int], list[bytes | str | None], list[str | None]]:
+    """/tokenize: the ids, what is known of each token's bytes (llama.cpp's pieces, exact;
+    else vLLM's vocabulary string, "Ġworld", or None), and the vocabulary strings when
+    given (both come from llmcli serve)."""
     raw = body.get("tokens") or []
+    strs = body.get("token_strs")
     if raw and isinstance(raw[0], dict):
         ids = [int(t["id"]) for t in raw]
         pieces: list[bytes | str | None] = [bytes(p) if isinstance(p := t.get("piece"), list) else (p.encode("utf-8") if isinstance(p, str) else None) for t in raw]
-        return ids, pieces
+        return ids, pieces, list(strs) if strs else [None] * len(ids)
     ids = [int(t) for t in raw]
-    strs = body.get("token_strs")
-    return ids, list(strs) if strs else [None] * len(ids)
+    return ids, list(strs) if strs else [None] * len(ids), list(strs) if strs else [None] * len(ids)
 
 
 def detokenized(body: dict[str, Any]) -> str:

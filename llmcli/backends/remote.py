@@ -213,8 +213,8 @@ class RemoteBackend:
                 self._tokenize_missing = f"the server at {self.root} has no /tokenize endpoint ({e.status})"
                 raise LlmcliError(self._tokenize_missing, "vLLM, llama.cpp's server and llmcli serve have one; Ollama and OpenAI do not") from None
             raise
-        ids, pieces = shapes.tokens(answer)
-        self.tokenizer.learn_pieces(ids, pieces)
+        ids, pieces, strings = shapes.tokens(answer)
+        self.tokenizer.learn_pieces(ids, pieces, strings)
         return ids
 
     def _encode(self, text: str, add_special: bool, parse_special: bool) -> list[int]:

@@ -54,9 +54,13 @@ class RemoteVocabulary(TokenizerView):
         self._bytes.setdefault(token_id, data)
         return token_id
 
-    def learn_pieces(self, ids: Sequence[int], pieces: Sequence[bytes | str | None]) -> None:
-        """What /tokenize said of each id: exact bytes, or a vocabulary string."""
-        strings = [p for p in pieces if isinstance(p, str)]
+    def learn_pieces(self, ids: Sequence[int], pieces: Sequence[bytes | str | None], names: Sequence[str | None] = ()) -> None:
+        """What /tokenize said of each id: exact bytes or a vocabulary string (`pieces`), and
+        the vocabulary strings themselves when given beside exact bytes (`names`)."""
+        for token_id, name in zip(ids, names):
+            if isinstance(name, str):
+                self._pieces.setdefault(token_id, name)
+        strings = [p for p in (*pieces, *names) if isinstance(p, str)]
         if self.kind is None and strings:
             if any("▁" in s or _BYTE_PIECE.fullmatch(s) for s in strings):
                 self.kind = "sentencepiece"
