@@ -41,7 +41,7 @@ class Errors:
         return ServerError(f"cannot connect to the server at {self.url}{reason}", "is it running? check --base-url (or $LLMCLI_BASE_URL)")
 
     def timed_out(self) -> ServerError:
-        return ServerError(f"the server at {self.url} did not answer in time", "is it busy? a CPU server can take long over a long prompt")
+        return ServerError(f"the server at {self.url} did not answer in time", "is it busy? wait longer with LLMCLI_TIMEOUT=SECONDS (default 600)")
 
     def bad_key(self) -> ServerError:
         return ServerError(f"the server at {self.url} refused the API key (401)", "put the key in an environment variable and pass its name with --api-key-env NAME", 401)

@@ -13,6 +13,7 @@ to the end of the context window, as vLLM does.
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run time,
 # and `Request` is imported inside `create_app`.
+import contextlib
 import functools
 import json
 import time
@@ -103,8 +104,9 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
         tokenizer = runner.model.tokenizer
         try:
             yield _data(fmt.chat_chunk(runner.name, rid, {"role": "assistant", "content": ""}))
-            async with runner.turn():
-                async for event in runner.events(response, until):
+            # aclosing: a stream closed at a `yield` (the client left) closes the token loop at once.
+            async with runner.turn(), contextlib.aclosing(runner.events(response, until)) as events:
+                async for event in events:
                     logprobs = [fmt.chat_logprob(tokenizer, event)] if body.logprobs and not event.end else None
                     if event.text or logprobs:
                         yield _data(fmt.chat_chunk(runner.name, rid, {"content": event.text}, logprobs=logprobs))
@@ -155,11 +157,11 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
         tokenizer = runner.model.tokenizer
         offset = 0
         try:
-            async with runner.turn():
+            async with runner.turn(), contextlib.aclosing(runner.events(response, until)) as events:
                 if body.echo:
                     offset = len(prompt.text)
                     yield _data(fmt.completion_chunk(runner.name, rid, prompt.text))
-                async for event in runner.events(response, until):
+                async for event in events:
                     logprobs = _event_logprobs(tokenizer, event, offset) if body.logprobs is not None and not event.end else None
                     if event.text or logprobs:
                         yield _data(fmt.completion_chunk(runner.name, rid, event.text, logprobs=logprobs))
