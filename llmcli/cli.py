@@ -116,7 +116,7 @@ def root(
 
 # Each module's `register(app)` adds its command(s); none imports torch at module level.
 # Listed in the order `--help` shows them.
-COMMAND_MODULES = ("chat", "generate", "info", "catalog", "tokenize", "probs", "compare", "score", "lens", "attention", "neighbors")
+COMMAND_MODULES = ("chat", "generate", "info", "catalog", "tokenize", "probs", "compare", "score", "lens", "attention", "neighbors", "serve")
 
 
 def _register_commands() -> None:

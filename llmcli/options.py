@@ -22,6 +22,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 LOADING = "Model loading"
+REMOTE = "Remote models (openai:MODEL)"
 PROMPT = "Prompt"
 SAMPLING = "Sampling"
 
@@ -57,7 +58,8 @@ Model = Annotated[
     typer.Option(
         "-m",
         "--model",
-        help="Alias (smollm2, gemma3-270m), a .gguf file, a Hugging Face directory or hub id. "
+        help="Alias (smollm2, gemma3-270m), a .gguf file, a Hugging Face directory or hub id, "
+        "or openai:MODEL on an OpenAI-compatible server (openai:MODEL@http://host:port/v1). "
         "Default: $LLMCLI_MODEL or smollm2.",
         rich_help_panel=LOADING,
         show_default=False,
@@ -95,6 +97,28 @@ SystemFile = Annotated[
 PromptName = Annotated[
     Optional[str],
     typer.Option("--prompt", help="A system prompt from prompts/ by name (e.g. engineer).", rich_help_panel=PROMPT, show_default=False),
+]
+
+
+BaseUrl = Annotated[
+    Optional[str],
+    typer.Option(
+        "--base-url",
+        metavar="URL",
+        help="The server of openai:MODEL models, e.g. http://127.0.0.1:8000/v1. Default: $LLMCLI_BASE_URL, then $OPENAI_BASE_URL.",
+        rich_help_panel=REMOTE,
+        show_default=False,
+    ),
+]
+ApiKeyEnv = Annotated[
+    Optional[str],
+    typer.Option(
+        "--api-key-env",
+        metavar="NAME",
+        help="The environment variable holding the server's API key (the key itself never goes on the command line). Default: $LLMCLI_API_KEY.",
+        rich_help_panel=REMOTE,
+        show_default=False,
+    ),
 ]
 
 
@@ -145,6 +169,8 @@ _LOADING = [
         Annotated[bool, typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING)],
         False,
     ),
+    _option("base_url", BaseUrl, None),
+    _option("api_key_env", ApiKeyEnv, None),
 ]
 
 
@@ -167,7 +193,8 @@ def _with_parameters(command: Callable, added: list[inspect.Parameter], receives
 
 
 def loading(command: Callable) -> Callable:
-    """Add --dtype, --device, --quantize, --compile, --trust-remote-code; the command gets `loading`."""
+    """Add --dtype, --device, --quantize, --compile, --trust-remote-code, --base-url,
+    --api-key-env; the command gets `loading`."""
 
     def make(values: dict) -> dict:
         return {"loading": {name: getattr(value, "value", value) for name, value in values.items()}}  # Enums to strings

@@ -100,8 +100,8 @@ class Model(Tokenizing, Inspecting):
         """The conversation trimmed to the context window with `reserve` tokens left for the
         reply: the oldest turns go, system messages stay. Returns (kept, dropped)."""
         messages = _messages(messages)
-        if not self.context_length:
-            return messages, 0
+        if "tokenizer" not in self.backend.capabilities or not self.context_length:
+            return messages, 0  # a remote model: its server says when a conversation is too long
         return trim_to_context(self.tokenizer, messages, self.context_length, reserve)
 
     # ---------------------------------------------------------------- generating
@@ -168,6 +168,15 @@ class Model(Tokenizing, Inspecting):
         built = prompt if isinstance(prompt, Prompt) else self.prompt(prompt, mode=mode)
         return probs.Unrolling(self.backend, built, _settings(settings, sampling), candidates)
 
+    def prompt_logprobs(self, prompt: str | Prompt, *, top: int = 0):
+        """Each token of a text with its log-probability given the ones before it, and the
+        `top` most likely tokens at its position (`llmcli.api.logprobs.PromptLogprobs`); the
+        raw text unless a built Prompt is given. What `score` and the server's echo read."""
+        from llmcli.api.logprobs import prompt_logprobs
+
+        built = prompt if isinstance(prompt, Prompt) else self.prompt(prompt, mode="raw")
+        return prompt_logprobs(self.backend, built, top)
+
     def logits(self, ids: Sequence[int], keep: int = 1):
         """The raw float32 logits of the last `keep` positions after `ids`."""
         return self.backend.logits(ids, keep)
@@ -195,6 +204,8 @@ def load(
     trust_remote_code: bool = False,
     engine: str = "auto",
     progress: Any = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
 ) -> Model:
     """Load a model by name: a built-in alias (smollm2, gemma3-270m), a .gguf file, a Hugging
     Face directory or hub id. `progress(stage, done, total)` hears about a first-use
@@ -203,7 +214,15 @@ def load(
     `engine`: "auto" runs llmcli's own forward pass (`llmcli.engine`) where it runs the model
     exactly (Llama, Gemma 3, Qwen2/3, Mistral, on the CPU, without `compile`), else
     transformers; "llmcli" insists on the engine; "transformers" on transformers.
-    """
+
+    `openai:MODEL` (or `openai:MODEL@URL`) is a model on an OpenAI-compatible server, at
+    `base_url` (else $LLMCLI_BASE_URL, then $OPENAI_BASE_URL), with the API key in the
+    environment variable `api_key_env` (else $LLMCLI_API_KEY): see llmcli.backends.remote.
+    The loading options do not apply to it, and `base_url` does not apply to local models."""
+    from llmcli.backends.remote import RemoteBackend, is_remote
+
+    if is_remote(name):
+        return Model(RemoteBackend(name, base_url=base_url, api_key_env=api_key_env))
     from llmcli.backends.local import LocalBackend
     from llmcli.errors import LlmcliError
     from llmcli.models import LoadOptions, load_model

@@ -26,7 +26,7 @@ class ModelPool:
         from llmcli.models import model_dir, resolve
 
         refs = []
-        for name in self.names:
+        for name in (n for n in self.names if not (n or "").startswith("openai:")):  # a remote model has nothing to prepare
             with name_errors(name):
                 refs.append((name, resolve(name)))
         for name, ref in refs:

@@ -59,6 +59,10 @@ def report(
     the prompt plus the reply's first token, at the prompt's last position, `next_is="reply"`);
     the report's prompt tokens are still the prompt's.
     """
+    if "logits" not in backend.capabilities:  # a remote model: the server's top 20
+        at_end = position == -1 or (position == len(prompt.ids) - 1 and list((ids or prompt.ids)[: len(prompt.ids)]) == list(prompt.ids))
+        return from_server_top(backend, prompt, num=num, temperatures=temperatures, at_end=at_end, targets=targets,
+                               cuts={"top_k": top_k, "top_p": top_p, "min_p": min_p}, sampler_temperature=sampler_temperature)
     ids = list(prompt.ids if ids is None else ids)
     nt.check_prompt(ids, backend.context_length)
     start = time.perf_counter()
@@ -79,6 +83,42 @@ def report(
         timings={"load_seconds": backend.load_seconds, "forward_seconds": forward_seconds},
         logits=logits,
         next_is=next_is,
+    )
+
+
+def from_server_top(backend: Any, prompt: Prompt, *, num: int, temperatures: Sequence[float], at_end: bool, targets: Sequence[str], cuts: dict, sampler_temperature: float | None) -> nt.ProbsReport:
+    """The report for a backend without logits, from its server's top 20 next tokens after
+    the whole prompt (`at_end`): at most 20 rows, the other numbers recomputed over those
+    tokens and marked approximate."""
+    from llmcli.errors import BadInput
+    from llmcli.inspect import top_logprobs as top
+
+    if not at_end:
+        raise BadInput("position: a server gives its top tokens after the whole prompt only", "looking inside the prompt needs a local model")
+    if targets:
+        raise BadInput("the target: scoring a continuation needs the whole distribution, which a server does not give", "use a local model")
+    if not (prompt.text or prompt.ids or getattr(prompt, "messages", ())):
+        raise BadInput("the prompt is empty: there is nothing to predict from", "give some text")
+    start = time.perf_counter()
+    entries = backend.top_logprobs(prompt)
+    forward_seconds = time.perf_counter() - start
+    entries = sorted(entries, key=lambda e: -e.logprob)
+    ids = [backend.tokenizer.learn(e.id, e.bytes, e.text) for e in entries]
+    logprobs = [e.logprob for e in entries]
+    table = top.table(ids, logprobs, backend.tokenizer, num=num, temperatures=temperatures, position=len(prompt.ids) - 1)
+    replay = None
+    if any(v is not None for v in cuts.values()):
+        t = sampler_temperature if sampler_temperature is not None else temperatures[0]
+        replay = top.replay(ids, logprobs, [r.id for r in table.rows], temperature=t, **cuts)
+    return nt.ProbsReport(
+        model=backend.label,
+        mode=prompt.mode,
+        prompt=prompt.text,
+        prompt_tokens=nt.prompt_tokens(backend.tokenizer, prompt.ids),
+        table=table,
+        sampler=replay,
+        timings={"load_seconds": backend.load_seconds, "forward_seconds": forward_seconds},
+        approximate=top.NOTE.format(n=len(entries)),
     )
 
 

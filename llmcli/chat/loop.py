@@ -182,7 +182,8 @@ class ChatLoop:
         else:
             self.session.add_assistant(response.text, interrupted=interrupted)
             self.last_reply_message, self.last_reply_ids = self.session.messages[-1], response.token_ids
-            size = len(self.build_prompt(generation_prompt=False).ids)
+            # A remote server without /tokenize gives no ids: its usage counts say how big the conversation is.
+            size = len(self.build_prompt(generation_prompt=False).ids) or stats.prompt_tokens + stats.generated_tokens
             self.last = TurnStats(stats, self.context_length, self.session.dropped, size)
             line = stats_line(self.last, interrupted)
         self.status.print(line)

@@ -21,4 +21,6 @@ def progress_label(name: str | None) -> str:
     from llmcli.models import default_model_name
 
     name = name or default_model_name()
+    if name.startswith("openai:"):
+        return name.split("@", 1)[0]  # a remote model: its name, without the server's URL
     return Path(name).name if "/" in name or name.endswith(".gguf") else name

@@ -15,6 +15,9 @@ def info(model: options.Model = None, json: options.Json = False, *, loading) ->
     data = loaded.info()
     if json:
         render.print_json(data.to_dict() | {"load_seconds": loaded.load_seconds})
+    elif getattr(data, "remote", False):  # a model on a server: only what the server says
+        window = f"{data.context_length:,} tokens" if data.context_length else "not reported"
+        render.stdout().print(render.literal(f"{data.name}: {data.model} served at {data.base_url}; context window {window}"))
     else:
         from llmcli.render.info import render_info
 

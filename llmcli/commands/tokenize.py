@@ -66,6 +66,8 @@ def tokenize(
     system: Annotated[
         Optional[str], typer.Option("--system", help="With --chat: a system message before TEXT.", show_default=False)
     ] = None,
+    base_url: options.BaseUrl = None,
+    api_key_env: options.ApiKeyEnv = None,
 ) -> None:
     """Show how a model's tokenizer cuts text into tokens: coloured spans, ids, counts.
 
@@ -81,7 +83,7 @@ def tokenize(
     if system is not None and not chat:
         raise BadInput("--system only applies with --chat", "add --chat to render TEXT through the chat template")
     source = _input.read_text("tokenize", text, file, empty_ok=True, what="text")
-    tokenizers = [load_tokenizer(name) for name in model or [None]]
+    tokenizers = [load_tokenizer(name, base_url=base_url, api_key_env=api_key_env) for name in model or [None]]
     if chat:
         messages = ([Message("system", system.strip())] if system is not None else []) + [Message("user", source.strip())]
         chats = [t.chat_tokens(messages) for t in tokenizers]
@@ -116,6 +118,8 @@ def detokenize(
     table: Annotated[bool, typer.Option("--table", help="One row per id: index, id, piece, text, bytes.")] = False,
     skip_special: Annotated[bool, typer.Option("--skip-special", help="Leave special tokens (BOS, <|im_end|>...) out of the text.")] = False,
     json: options.Json = False,
+    base_url: options.BaseUrl = None,
+    api_key_env: options.ApiKeyEnv = None,
 ) -> None:
     """Turn token ids back into text."""
     from llmcli.api import load_tokenizer
@@ -127,7 +131,7 @@ def detokenize(
     if not ids and (sys.stdin is None or sys.stdin.isatty()):
         raise BadInput("no token ids given", "pass them as arguments (`llmcli detokenize 19556 905`) or on stdin")
     token_ids = parse_ids(ids or [_input.read_text("detokenize", "-", None, empty_ok=True, what="token ids")])
-    result = load_tokenizer(model).detokenize(token_ids, skip_special=skip_special)
+    result = load_tokenizer(model, base_url=base_url, api_key_env=api_key_env).detokenize(token_ids, skip_special=skip_special)
     if json:
         render.print_json(result.to_dict())
     else:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from llmcli.inspect.next_token import NextTokenTable, json_safe
 from llmcli.tokens import piece_text, special_ids
@@ -106,6 +107,8 @@ def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> float:
 
     Terms where P is 0 count 0; a token P gives mass that Q rules out (-inf logit) makes it infinite.
     """
+    import torch
+
     log_p = torch.log_softmax(logits_p.double(), dim=-1)
     log_q = torch.log_softmax(logits_q.double(), dim=-1)
     p = log_p.exp()
@@ -130,10 +133,13 @@ def agreement(first: Distribution, second: Distribution) -> Agreement:
     stripped_b = {row.text.strip() for row in b.rows[:k]}
     # in the first side's order; pieces that are only whitespace would all match one another
     loose = [t for t in dict.fromkeys(row.text.strip() for row in a.rows[:k]) if t and t in stripped_b]
-    same = same_vocabulary(first.tokenizer, second.tokenizer)
+    remote = first.logits is None or second.logits is None
+    same = not remote and same_vocabulary(first.tokenizer, second.tokenizer)
     kl = kl_reverse = None
     note = None
-    if not same:
+    if remote:
+        note = "a remote model's server gives its top 20 tokens, not the whole distribution"
+    elif not same:
         note = f"different vocabularies ({a.vocab_size:,} and {b.vocab_size:,} tokens)"
         if a.vocab_size == b.vocab_size:
             note = f"different vocabularies (both {a.vocab_size:,} tokens, but not the same strings)"

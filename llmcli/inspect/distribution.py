@@ -1,4 +1,5 @@
-"""Distributions over the vocabulary: softmax at a temperature, entropy, ranks. Pure torch.
+"""Distributions over the vocabulary: softmax at a temperature, entropy, ranks. Pure torch
+(imported inside the functions, so the remote path, which has no logits, never loads it).
 
 Probabilities are computed in float64 from the model's float32 logits, so the numbers
 shown are softmax(logits / T) to well under 1e-6, whatever dtype the weights had. (A
@@ -8,11 +9,16 @@ decoding: a one-hot on the argmax, not a division by zero.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(logits / T) in float64; T = 0 is greedy: all the mass on the argmax."""
+    import torch
+
     logits = logits.double()
     if temperature == 0:
         probs = torch.zeros_like(logits)
@@ -23,11 +29,15 @@ def probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def entropy(probs: torch.Tensor) -> float:
     """Shannon entropy in nats (0 log 0 = 0)."""
+    import torch
+
     return float(torch.special.entr(probs).sum())
 
 
 def ranked(logits: torch.Tensor) -> torch.Tensor:
     """Token ids by descending logit; ties keep the lower id first (as argmax does)."""
+    import torch
+
     return torch.sort(logits, descending=True, stable=True).indices
 
 

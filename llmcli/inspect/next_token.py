@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from llmcli.errors import BadInput
 from llmcli.inspect.distribution import entropy, probabilities, rank_of, ranked
@@ -174,6 +175,8 @@ class ProbsReport:
     next_is: str = "prompt"  # where the token after `position` came from: "prompt", or "reply" (chat's /probs)
     # The logits the table was made from (not in --json): compare's KL divergence needs them.
     logits: Any = field(default=None, repr=False, compare=False)
+    # Set when the table comes from a server's top 20 instead of logits: what is approximate.
+    approximate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = json_safe(asdict(replace(self, logits=None)))
@@ -236,6 +239,8 @@ def next_token_table(
     actual_next: int | None = None,
 ) -> NextTokenTable:
     """The top `num` tokens of a 1-D logits vector, with a probability column per temperature."""
+    import torch
+
     if num < 1:
         raise BadInput(f"a table needs at least 1 row (got {num})", "it is the number of most likely tokens shown")
     if not temperatures:
@@ -319,6 +324,8 @@ def resolve_position(position: int, length: int) -> int:
 def target_score(logits: torch.Tensor, tokenizer: Any, text: str, target: Sequence[int]) -> TargetScore:
     """Rank, logit and probability of each token of a continuation: `logits[i]` is the
     prediction made just before `target[i]`."""
+    import torch
+
     logits = logits.double()
     logprobs = torch.log_softmax(logits, dim=-1)
     special = special_ids(tokenizer)

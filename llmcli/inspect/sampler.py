@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from llmcli import sampling
 from llmcli.inspect.distribution import probabilities, ranked
@@ -58,6 +59,8 @@ def sampler_replay(
     Stages that are not set are skipped, except temperature, which always comes first (it is
     what the later cuts see). T = 0 is greedy: only the argmax survives.
     """
+    import torch
+
     current = logits.double()  # float32 cumulative sums over a 262k vocabulary blur the top-p boundary
     previous = probabilities(current, 1.0)
     vocab = current.shape[-1]

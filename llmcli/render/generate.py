@@ -63,7 +63,7 @@ def print_logprobs(tokenizer: Any, events: list[Any]) -> None:
         row = [
             str(n),
             _token(tokenizer, e.id),
-            str(e.id),
+            str(e.id) if e.id >= 0 else "?",
             f"{e.logprob:.3f}",
             f"{100 * math.exp(e.logprob):.1f}%",
         ]

@@ -78,6 +78,11 @@ def bar(p: float, width: int = BAR_WIDTH) -> str:
     return "█" * full + (_EIGHTHS[rest] if rest else "")
 
 
+def token_id(i: int) -> str:
+    """A token's id; "?" for a remote token whose server did not say."""
+    return str(i) if i >= 0 else "?"
+
+
 def temperature_label(t: float) -> str:
     return f"T={t:g}"
 

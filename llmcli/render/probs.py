@@ -27,7 +27,7 @@ from llmcli.inspect.next_token import (
     TargetScore,
 )
 from llmcli.inspect.sampler import SamplerReplay
-from llmcli.render.pieces import BAR_WIDTH, bar, grid_table, heat, percent, quoted, short_percent, small_prob, temperature_label, token_column, token_text
+from llmcli.render.pieces import BAR_WIDTH, bar, grid_table, heat, percent, quoted, short_percent, small_prob, temperature_label, token_column, token_id, token_text
 
 def _tail(tokens: tuple[PromptToken, ...], width: int) -> Text:
     """The end of the prompt, as many tokens as fit in `width` cells, `…` when cut."""
@@ -68,7 +68,7 @@ def render_report(report: ProbsReport, *, verbose_steps: bool = False, console: 
         out.print()
         if table.actual_next is not None:
             out.print(_actual_next(table, report.next_is))
-        out.print(_footer(table))
+        out.print(_footer(table, bool(report.approximate)))
     else:
         render.print_block(out, _sweep_table(table, plain))
         if table.actual_next is not None:
@@ -82,6 +82,8 @@ def render_report(report: ProbsReport, *, verbose_steps: bool = False, console: 
 def render_heading(report: ProbsReport, out: Console, *, generating: bool = False) -> None:
     """What is predicted after what, and a blank line: the top of every probs view."""
     out.print(_heading(report, out.width, generating or report.steps is not None))
+    if report.approximate:  # a remote model: the table is the server's top 20
+        out.print(Text(report.approximate, style="yellow"))
     out.print()
 
 
@@ -92,6 +94,9 @@ def _heading(report: ProbsReport, width: int, generating: bool) -> Text:
     model = report.model if "/" not in report.model.strip("/") else Path(report.model).name
     where = f"{model} · {report.mode} prompt · {n} token{'s' if n != 1 else ''}"
     seen = report.prompt_tokens[: table.position + 1]
+    if not seen and report.prompt:  # a server that does not tokenize: the prompt's text
+        seen = (PromptToken(-1, report.prompt, False),)
+        where = f"{model} · {report.mode} prompt"
     if generating:
         label = "Generating after "
     elif table.position == n - 1:
@@ -120,7 +125,7 @@ def _single_table(table: NextTokenTable, plain: bool) -> Table:
     if actual is not None:
         t.add_column("", no_wrap=True)
     for row, p, cum in zip(table.rows, column.probs, column.cumulative):
-        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), str(row.id), f"{row.logit:.2f}", percent(p), percent(cum)]
+        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), token_id(row.id), f"{row.logit:.2f}", percent(p), percent(cum)]
         if not plain:
             cells.append(bar(p))
         if actual is not None:
@@ -129,8 +134,9 @@ def _single_table(table: NextTokenTable, plain: bool) -> Table:
     return t
 
 
-def _footer(table: NextTokenTable) -> Text:
+def _footer(table: NextTokenTable, top_only: bool = False) -> Text:
     column = table.columns[0]
+    vocabulary = f"the server's top {table.vocab_size}" if top_only else f"{table.vocab_size:,} tokens"
     at = "" if column.temperature == 1 else f" at {temperature_label(column.temperature)}"
     return Text.assemble(
         ("entropy ", "dim"),
@@ -138,7 +144,7 @@ def _footer(table: NextTokenTable) -> Text:
         (f"{at}: as uncertain as a fair pick among {_effective(column.entropy)} tokens\n", "dim"),
         (f"these {len(table.rows)} rows hold ", "dim"),
         percent(column.coverage),
-        (f" of the probability (vocabulary: {table.vocab_size:,} tokens)", "dim"),
+        (f" of the probability (vocabulary: {vocabulary})", "dim"),
     )
 
 
@@ -157,7 +163,7 @@ def _sweep_table(table: NextTokenTable, plain: bool) -> Table:
     for column in table.columns:
         t.add_column(temperature_label(column.temperature), justify="right", no_wrap=True)
     for i, row in enumerate(table.rows):
-        cells = [str(row.rank), token_text(row.text, row.special), str(row.id), f"{row.logit:.2f}"]
+        cells = [str(row.rank), token_text(row.text, row.special), token_id(row.id), f"{row.logit:.2f}"]
         for column in table.columns:
             p = column.probs[i]
             cells.append(Text(percent(p), style=heat(p)))
@@ -206,7 +212,7 @@ def _sampler_table(table: NextTokenTable, replay: SamplerReplay, plain: bool) ->
     final = replay.final
     for i, row in enumerate(table.rows):
         cut = final.probs[i] is None
-        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), str(row.id), f"{row.logit:.2f}", percent(row.prob)]
+        cells: list[Text | str] = [str(row.rank), token_text(row.text, row.special), token_id(row.id), f"{row.logit:.2f}", percent(row.prob)]
         for stage in stages:
             p = stage.probs[i]
             cells.append(Text("cut", style="dim red") if p is None else Text(percent(p), style="bold" if stage is final else ""))
@@ -267,7 +273,7 @@ def _render_target(out: Console, target: TargetScore, vocab_size: int, plain: bo
     t.add_column("log p", justify="right")
     for i, tok in enumerate(target.tokens, start=1):
         t.add_row(
-            str(i), token_text(tok.text, tok.special), str(tok.id), f"{tok.rank:,}", f"{tok.logit:.2f}", small_prob(tok.prob), f"{tok.logprob:.3f}"
+            str(i), token_text(tok.text, tok.special), token_id(tok.id), f"{tok.rank:,}", f"{tok.logit:.2f}", small_prob(tok.prob), f"{tok.logprob:.3f}"
         )
     render.print_block(out, t)
     out.print(Text(f"ranks are among all {vocab_size:,} tokens; each token is scored after the ones before it, and the target's probability is the product", style="dim"))

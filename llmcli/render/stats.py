@@ -42,7 +42,7 @@ def stats_parts(
     if window is not None:
         used = stats.prompt_tokens + stats.generated_tokens
         parts.append(f"context {used:,} / {window:,} ({100 * used / window:.0f}%)" if window else f"context {used:,}")
-    if memory:
+    if memory and stats.peak_memory_bytes:  # 0: not known (a remote model's server does not say)
         parts.append(f"peak memory {stats.peak_memory_bytes / 2**20:,.0f} MiB")
     return parts
 

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from llmcli import render
 from llmcli.inspect.next_token import Step, Unrolled
-from llmcli.render.pieces import BAR_WIDTH, bar, grid_table, percent, quoted, short_percent, temperature_label, token_column, token_text
+from llmcli.render.pieces import BAR_WIDTH, bar, grid_table, percent, quoted, short_percent, temperature_label, token_column, token_id, token_text
 
 # Fixed widths, so rows printed one at a time line up: step, picked, prob, next best.
 WIDTHS = (4, 14, 7, 26)
@@ -103,13 +103,13 @@ class StepsView:
         cum = 0.0
         for a in step.candidates:
             cum += a.prob
-            cells: list[Text | str] = [str(a.rank), token_text(a.text, a.special), str(a.id), percent(a.prob), percent(cum)]
+            cells: list[Text | str] = [str(a.rank), token_text(a.text, a.special), token_id(a.id), percent(a.prob), percent(cum)]
             if not plain:
                 cells.append(bar(a.prob))
             cells.append(Text("◀ picked", style="bold yellow") if a.id == step.id else "")
             t.add_row(*cells)
         if step.rank is None:
-            t.add_row("", token_text(step.text, step.special), str(step.id), percent(step.prob), "", *([""] if not plain else []), Text("◀ picked", style="bold yellow"))
+            t.add_row("", token_text(step.text, step.special), token_id(step.id), percent(step.prob), "", *([""] if not plain else []), Text("◀ picked", style="bold yellow"))
         render.print_block(out, t)
         out.print(Text.assemble(("text so far: ", "dim"), _visible_tail(step.output, max(20, out.width - 14))))
 
