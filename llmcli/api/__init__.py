@@ -11,7 +11,7 @@ _EXPORTS = {
     "ModelPool": "llmcli.api.pool",
     "Response": "llmcli.api.response",
     "Tokenizer": "llmcli.api.tokenizer",
-    "load_tokenizer": "llmcli.api.tokenizer",
+    "load_tokenizer": "llmcli.api.model",
 }
 
 __all__ = list(_EXPORTS)

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from llmcli.api import probs
 from llmcli.api.inspection import Inspecting
 from llmcli.api.response import Response
-from llmcli.api.tokenizer import Tokenizing
+from llmcli.api.tokenizer import Tokenizer, Tokenizing
 from llmcli.errors import BadInput
 from llmcli.prompting import Message, Prompt, trim_to_context
 from llmcli.sampling import SamplingSettings
@@ -246,3 +246,11 @@ def _gpu() -> bool:
     import torch
 
     return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+def load_tokenizer(name: str | None = None, *, base_url: str | None = None, api_key_env: str | None = None) -> Tokenizing:
+    """A model's tokenizer; for a remote model (openai:…), the model itself, whose tokens
+    come from its server's /tokenize and /detokenize."""
+    if name and name.startswith("openai:"):
+        return load(name, base_url=base_url, api_key_env=api_key_env)
+    return Tokenizer(name)

@@ -83,13 +83,3 @@ class Tokenizer(Tokenizing):
     def chat_tokens(self, messages: Sequence[Message], *, add_generation_prompt: bool = True, prompt: Prompt | None = None) -> token_views.ChatTokenization:
         self.view = TokenizerView(self.hf)  # the ids the template's prompt is encoded with
         return super().chat_tokens(messages, add_generation_prompt=add_generation_prompt, prompt=prompt)
-
-
-def load_tokenizer(name: str | None = None, *, base_url: str | None = None, api_key_env: str | None = None) -> Tokenizing:
-    """A model's tokenizer; for a remote model (openai:…), the model itself, whose tokens
-    come from its server's /tokenize and /detokenize."""
-    if name and name.startswith("openai:"):
-        from llmcli.api.model import load
-
-        return load(name, base_url=base_url, api_key_env=api_key_env)
-    return Tokenizer(name)
