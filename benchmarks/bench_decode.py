@@ -1,11 +1,14 @@
-"""Decode speed: llmcli's engine against plain `model.generate()` on the same model and ids.
+"""Decode speed: llmcli's own engine, llmcli on transformers, and plain `model.generate()`.
 
     .venv/bin/python benchmarks/bench_decode.py                       # smollm2, 128 new tokens
     .venv/bin/python benchmarks/bench_decode.py -m smollm2 -m gemma3-270m --runs 7 --threads 1
 
-Both sides get the same prompt ids and greedy settings, so they produce the same tokens
-(checked, and recorded as `identical`). A third side, a bare loop of cached forward
-passes and argmax, is the floor: the model's own cost with nothing around it. Runs alternate between the two, in one process,
+Every side gets the same prompt ids and greedy settings, so they produce the same tokens
+(checked, and recorded as `identical`): llmcli's decode loop on its own forward pass
+(`--engine llmcli`, the default for these models), the same loop on transformers' model
+(`--engine transformers`), and `model.generate()`. A fourth side, a bare loop of
+transformers' cached forward passes and argmax, is transformers' floor: the model's own
+cost with nothing around it. Runs alternate between the sides, in one process,
 with the order rotated every run, after one warm-up each: drift in the machine's load hits
 both alike. Reported: the median over runs of time to first token, decode tokens/s
 (tokens after the first / time after the first), the best run's decode tokens/s (on a
@@ -65,25 +68,23 @@ def main() -> None:
 
 
 def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
-    from llmcli.generation import generate
+    import llmcli
     from llmcli.sampling import SamplingSettings
-    from llmcli.models import load_model
-    from llmcli.prompting import build_raw_prompt
 
-    loaded = load_model(name)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    ids = build_raw_prompt(tokenizer, prompt).ids
+    own = llmcli.load(name, engine="llmcli")
+    hf = llmcli.load(name, engine="transformers")
+    model = hf.backend.model
+    built = own.prompt(prompt, mode="raw")
+    ids = list(built.ids)
     settings = SamplingSettings(temperature=0, max_new_tokens=new_tokens)
 
-    def engine() -> dict:
-        run = generate(model, tokenizer, ids, settings).run()
-        s = run.stats
-        return {
-            "tokens": run.token_ids,
-            "ttft": s.time_to_first_token,
-            "decode_tps": s.decode_tokens_per_second,
-            "total": s.total_seconds,
-        }
+    def llmcli_side(loaded):
+        def run() -> dict:
+            reply = loaded.generate(built, settings=settings)
+            s = reply.stats
+            return {"tokens": reply.token_ids, "ttft": s.time_to_first_token, "decode_tps": s.decode_tokens_per_second, "total": s.total_seconds}
+
+        return run
 
     def plain() -> dict:
         import torch
@@ -126,10 +127,10 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
             "total": times[-1] - start,
         }
 
-    eos = eos_ids(model)
-    sides = {"llmcli engine": engine, "model.generate()": plain, "bare forward loop": floor}
-    warm_up(sides, loaded.label)
-    samples = alternate(sides, runs, loaded.label)
+    eos = eos_ids(model)  # transformers' model: the bare loop's end tokens
+    sides = {"llmcli, own engine": llmcli_side(own), "llmcli, transformers": llmcli_side(hf), "model.generate()": plain, "bare forward loop": floor}
+    warm_up(sides, own.label)
+    samples = alternate(sides, runs, own.label)
 
     tokens = {side: s[0]["tokens"] for side, s in samples.items() if side != "bare forward loop"}
     summary = {}
@@ -142,7 +143,7 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
             "end_to_end_tokens_per_second": statistics.median(n / x["total"] for x in s),
         }
     return {
-        "model": loaded.label,
+        "model": own.label,
         "prompt_tokens": len(ids),
         "identical": len({tuple(t) for t in tokens.values()}) == 1,
         "results": summary,
@@ -153,19 +154,19 @@ def print_table(results: dict) -> None:
     print(f"decode benchmark · {results['machine']['cpu']} · {results['threads']} threads · torch {results['torch']}")
     load = results["load_average_before"]
     print(f"{results['new_tokens']} new tokens, greedy, median of {results['runs']} alternating runs; load average before: {load}\n")
-    header = f"{'model':<14}{'side':<18}{'first token':>12}{'decode tok/s':>14}{'best run':>10}{'end-to-end tok/s':>18}"
+    header = f"{'model':<14}{'side':<22}{'first token':>12}{'decode tok/s':>14}{'best run':>10}{'end-to-end tok/s':>18}"
     print(header)
     print("-" * len(header))
     for m in results["models"]:
         for side, r in m["results"].items():
             print(
-                f"{m['model']:<14}{side:<18}{r['time_to_first_token_s']:>10.3f} s"
+                f"{m['model']:<14}{side:<22}{r['time_to_first_token_s']:>10.3f} s"
                 f"{r['decode_tokens_per_second']:>14.1f}{r['decode_tokens_per_second_best']:>10.1f}"
                 f"{r['end_to_end_tokens_per_second']:>18.1f}"
             )
-        engine, plain = (m["results"][k]["decode_tokens_per_second"] for k in ("llmcli engine", "model.generate()"))
+        own, plain = (m["results"][k]["decode_tokens_per_second"] for k in ("llmcli, own engine", "model.generate()"))
         same = "same tokens" if m["identical"] else "DIFFERENT TOKENS"
-        print(f"{'':<14}{'engine / generate':<18}{'':>12}{engine / plain:>13.2f}x   ({same}, {m['prompt_tokens']} prompt tokens)")
+        print(f"{'':<14}{'own engine / generate':<22}{'':>12}{own / plain:>13.2f}x   ({same}, {m['prompt_tokens']} prompt tokens)")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from _common import (
     base_results,
     common_prefix,
     decode_speed,
-    eos_ids,
     print_decode_header,
     speed_table,
     load_average,
@@ -82,17 +81,17 @@ def bench_model(name: str, modes: list[str], args) -> dict:
     import torch
     from llama_cpp import Llama
 
-    from llmcli.generation import generate
+    import llmcli
+    from llmcli.models import resolve
     from llmcli.sampling import SamplingSettings
-    from llmcli.models import load_model, resolve
-    from llmcli.prompting import build_raw_prompt
 
     ref = resolve(name)
     if ref.kind not in ("alias", "gguf"):
         raise SystemExit(f"{name}: llama.cpp needs a GGUF file (a built-in alias or a .gguf path)")
-    variants = {mode: load_model(name, quantize=mode) for mode in modes}
+    variants = {mode: llmcli.load(name, quantize=mode) for mode in modes}  # llmcli's own engine for these models
     first = next(iter(variants.values()))
-    ids = build_raw_prompt(first.tokenizer, args.prompt).ids
+    built = first.prompt(args.prompt, mode="raw")
+    ids = list(built.ids)
     threads = torch.get_num_threads()
     start = time.perf_counter()
     llm = Llama(
@@ -104,7 +103,9 @@ def bench_model(name: str, modes: list[str], args) -> dict:
         verbose=False,
     )
     llama_load = time.perf_counter() - start
-    eos = {llm.token_eos()} | eos_ids(first.model)
+    from llmcli.generation import end_of_turn_ids
+
+    eos = {llm.token_eos()} | set(end_of_turn_ids(None, first.tokenizer))
     settings = SamplingSettings(temperature=0, max_new_tokens=args.new_tokens)
 
     def llama() -> dict:
@@ -119,8 +120,8 @@ def bench_model(name: str, modes: list[str], args) -> dict:
 
     def engine(loaded):
         def run() -> dict:
-            g = generate(loaded.model, loaded.tokenizer, ids, settings).run()
-            return {"tokens": g.token_ids, "ttft": g.stats.time_to_first_token, "decode_tps": g.stats.decode_tokens_per_second}
+            reply = loaded.generate(built, settings=settings)
+            return {"tokens": reply.token_ids, "ttft": reply.stats.time_to_first_token, "decode_tps": reply.stats.decode_tokens_per_second}
 
         return run
 

@@ -1,4 +1,5 @@
-"""Load time: from the GGUF file (converting it into llmcli's cache) against from the cache.
+"""Load time: from the GGUF file (converting it into llmcli's cache) against from the cache,
+on transformers and on llmcli's own engine.
 
     .venv/bin/python benchmarks/bench_load.py                     # smollm2 and gemma3-270m
     .venv/bin/python benchmarks/bench_load.py -m smollm2 --runs 5 --cold-runs 0
@@ -52,8 +53,24 @@ print(json.dumps({
 """
 
 
-def measure(model: str, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, model], env=env, capture_output=True, text=True)
+# llmcli's own engine: only torch is imported; the weights are mapped from the engine's own
+# layout in the cache (written by the first load) and the tokenizer read by `tokenizers`.
+ENGINE_CHILD = r"""
+import json, sys, time
+start = time.perf_counter()
+import torch
+imported = time.perf_counter()
+import llmcli
+model = llmcli.load(sys.argv[1], engine="llmcli")
+ready = time.perf_counter()
+assert "transformers" not in sys.modules
+print(json.dumps({"import_s": imported - start, "lazy_import_s": 0.0, "model_ready_s": ready - imported,
+                  "converted": model.backend.converted, "load_seconds": model.load_seconds}))
+"""
+
+
+def measure(model: str, env: dict, child: str = CHILD) -> dict:
+    proc = subprocess.run([sys.executable, "-c", child, model], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"loading {model} failed:\n{proc.stderr}")
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load_average": load_average()}
@@ -72,11 +89,15 @@ def main() -> None:
 
     for model in models:  # the cache entry exists and the files are in the OS cache
         measure(model, env)
+        measure(model, env, ENGINE_CHILD)
     warm: dict[str, list[dict]] = {m: [] for m in models}
+    engine: dict[str, list[dict]] = {m: [] for m in models}
     for i in range(args.runs):
         for model in models[i % len(models) :] + models[: i % len(models)]:
             warm[model].append(measure(model, env))
-            print(f"cache {i + 1}/{args.runs} {model}: {warm[model][-1]['model_ready_s']:.2f} s", file=sys.stderr)
+            engine[model].append(measure(model, env, ENGINE_CHILD))
+            print(f"cache {i + 1}/{args.runs} {model}: transformers {warm[model][-1]['model_ready_s']:.2f} s, "
+                  f"engine {engine[model][-1]['model_ready_s']:.2f} s", file=sys.stderr)
     cold: dict[str, list[dict]] = {m: [] for m in models}
     for i in range(args.cold_runs):
         for model in models:
@@ -86,7 +107,7 @@ def main() -> None:
 
     for model in models:
         entry = {}
-        for label, samples in (("cache", warm[model]), ("gguf", cold[model])):
+        for label, samples in (("cache", warm[model]), ("engine", engine[model]), ("gguf", cold[model])):
             if samples:
                 entry[label] = {
                     "import_s_median": statistics.median(s["import_s"] for s in samples),
@@ -107,13 +128,15 @@ def print_report(results: dict) -> None:
     print(f"fresh process each; median of {results['runs']} alternating loads from the cache, {results['cold_runs']} from GGUF\n")
     rows = []
     for model, entry in results["models"].items():
-        cache, gguf = entry.get("cache", {}), entry.get("gguf", {})
+        cache, gguf, own = entry.get("cache", {}), entry.get("gguf", {}), entry.get("engine", {})
         rows.append(
             {
                 "model": model,
                 "import": cache.get("import_s_median"),
                 "cache": cache.get("model_ready_s_median"),
                 "lazy": cache.get("lazy_import_s_median"),
+                "engine_import": own.get("import_s_median"),
+                "engine": own.get("model_ready_s_median"),
                 "gguf": gguf.get("model_ready_s_median"),
             }
         )
@@ -125,6 +148,8 @@ def print_report(results: dict) -> None:
                 ("import", "import torch+transformers s", ".2f"),
                 ("cache", "ready from cache s", ".2f"),
                 ("lazy", "of which lazy imports s", ".2f"),
+                ("engine_import", "engine: import torch s", ".2f"),
+                ("engine", "engine: ready s", ".2f"),
                 ("gguf", "ready from GGUF s", ".2f"),
             ],
         )

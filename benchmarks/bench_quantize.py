@@ -72,33 +72,35 @@ def main() -> None:
 def bench_model(name: str, modes: list[str], args) -> dict:
     import torch
 
-    from llmcli.generation import generate
+    import llmcli
     from llmcli.sampling import SamplingSettings
-    from llmcli.models import load_model
-    from llmcli.prompting import build_raw_prompt
 
-    variants = {"float32": load_model(name)}
+    # llmcli's own engine for every llmcli side (the default for these models); --compile
+    # compiles transformers' forward pass, so those sides run on transformers.
+    variants = {"float32": llmcli.load(name)}
     for mode in modes:
-        variants[mode] = load_model(name, quantize=mode)
+        variants[mode] = llmcli.load(name, quantize=mode)
     if args.compile:
         for mode in ["none", *modes]:
-            variants[f"{'float32' if mode == 'none' else mode} + compile"] = load_model(name, quantize=mode, compile=True)
+            variants[f"{'float32' if mode == 'none' else mode} + compile"] = llmcli.load(name, quantize=mode, compile=True)
     base = variants["float32"]
+    reference_model = llmcli.load(name, engine="transformers").backend.model
     label = base.label
-    ids = build_raw_prompt(base.tokenizer, args.prompt).ids
+    built = base.prompt(args.prompt, mode="raw")
+    ids = list(built.ids)
     settings = SamplingSettings(temperature=0, max_new_tokens=args.new_tokens)
 
     def engine(loaded):
         def run() -> dict:
-            g = generate(loaded.model, loaded.tokenizer, ids, settings).run()
-            return {"tokens": g.token_ids, "decode_tps": g.stats.decode_tokens_per_second}
+            reply = loaded.generate(built, settings=settings)
+            return {"tokens": reply.token_ids, "decode_tps": reply.stats.decode_tokens_per_second}
 
         return run
 
     def plain() -> dict:
         streamer = TimingStreamer()
         with torch.inference_mode():
-            out = base.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=args.new_tokens, streamer=streamer)
+            out = reference_model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=args.new_tokens, streamer=streamer)
         return {"tokens": out[0, len(ids) :].tolist(), "decode_tps": tokens_per_second(streamer.times)}
 
     sides = {"model.generate()": plain, **{f"llmcli {v}": engine(loaded) for v, loaded in variants.items()}}
@@ -131,9 +133,9 @@ def compare_probs(base, other) -> dict:
     last_same, all_same, positions, max_dp, max_dp_last = 0, 0, 0, 0.0, 0.0
     with torch.inference_mode():
         for prompt in PROMPTS:
-            ids = torch.tensor([base.tokenizer(prompt)["input_ids"]])
-            p = base.model(ids).logits[0].float().softmax(-1)
-            q = other.model(ids).logits[0].float().softmax(-1)
+            ids = base.tokenizer(prompt)["input_ids"]
+            p = base.logits(ids, keep=len(ids)).float().softmax(-1)
+            q = other.logits(ids, keep=len(ids)).float().softmax(-1)
             last_same += int(p[-1].argmax() == q[-1].argmax())
             all_same += int((p.argmax(-1) == q.argmax(-1)).sum())
             positions += p.shape[0]
