@@ -57,6 +57,14 @@ class Inspecting:
         reply_ids = tokenizer(continuation, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         return sc.score_reply(model, tokenizer, prompt.ids, list(reply_ids), text=reply, mode=prompt.mode, label=self.label, **options)
 
+    def score_reply(self, prompt: Prompt, reply_ids: Sequence[int], *, text: str = "", progress: Callable[[int, int], Any] | None = None):
+        """Score `reply_ids` as the continuation of `prompt` (chat's /score: what the model
+        thought of its own words, in the conversation they were written in)."""
+        from llmcli.inspect import score as sc
+
+        model, tokenizer = self._weights("logits")
+        return sc.score_reply(model, tokenizer, prompt.ids, list(reply_ids), text=text, mode=prompt.mode, label=self.label, progress=progress)
+
     # ---------------------------------------------------------------- lens
 
     def lens(
@@ -68,16 +76,17 @@ class Inspecting:
         layers: Sequence[int] | str | None = None,
         top_k: int = 5,
         target: str | None = None,
+        ids: Sequence[int] | None = None,
     ):
         """The logit lens (a `LensReport`): each block's output through the model's own final
         norm and head, at `positions` (default the last), for `layers` (a list, or a slice
-        written "0:30:3"; default all)."""
+        written "0:30:3"; default all). `ids` overrides the prompt's (chat's /lens: the prompt
+        and the reply's first token)."""
         from llmcli.inspect import lens as ln
         from llmcli.inspect.next_token import check_prompt, resolve_position
 
         model, tokenizer = self._weights("hidden_states")
-        built = self._built(prompt, mode)
-        ids = list(built.ids)
+        ids = list(self._built(prompt, mode).ids if ids is None else ids)
         check_prompt(ids, self.backend.context_length)
         count = model.config.get_text_config().num_hidden_layers
         chosen = ln.parse_layers(layers, count) if isinstance(layers, str) else layers

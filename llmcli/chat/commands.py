@@ -243,6 +243,27 @@ def cmd_probs(loop: ChatLoop, arg: str) -> None:
     views.show_probs(loop, top)
 
 
+@command("/score", "/score", "what the model thought of its own last reply: each token's surprise")
+def cmd_score(loop: ChatLoop, arg: str) -> None:
+    from llmcli.chat import views
+
+    views.show_score(loop)
+
+
+@command("/lens", "/lens [K]", "each layer's guess at the last reply's first token (logit lens)")
+def cmd_lens(loop: ChatLoop, arg: str) -> None:
+    from llmcli.chat import views
+
+    views.show_lens(loop, _number("/lens", arg, 5, 1, 50))
+
+
+@command("/attention", "/attention [LAYER]", "the last reply's attention back over the conversation")
+def cmd_attention(loop: ChatLoop, arg: str) -> None:
+    from llmcli.chat import views
+
+    views.show_attention(loop, _number("/attention", arg, None, -1000, 1000))
+
+
 @command("/stats", "/stats", "numbers of the last reply and of the session")
 def cmd_stats(loop: ChatLoop, arg: str) -> None:
     table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
@@ -409,6 +430,19 @@ def marked_prompt(text: str, specials: list[str]) -> Text:
             out.append(render.escape_controls(text[i:j]))
             i = j
     return out
+
+
+def _number(command: str, arg: str, default, low: int, high: int):
+    """A slash command's optional whole-number argument."""
+    if not arg:
+        return default
+    try:
+        value = int(arg)
+    except ValueError:
+        raise LlmcliError(f"{command} takes a whole number, not '{arg}'", f"e.g. {command} {max(low, 1)}") from None
+    if not low <= value <= high:
+        raise LlmcliError(f"{command} {value}: out of range", f"from {low} to {high}")
+    return value
 
 
 def _value(value) -> str:

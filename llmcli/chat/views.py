@@ -89,3 +89,55 @@ def show_probs(loop: ChatLoop, top: int) -> None:
         next_is="reply" if ids is not None else "prompt",
     )
     render_report(report, console=loop.out)
+
+
+def _last_exchange(loop: ChatLoop):
+    """The prompt the last reply answered and the reply's token ids, or None (said why)."""
+    messages = loop.session.messages
+    if not messages or messages[-1].role != "assistant":
+        loop.info("no reply yet · say something first")
+        return None
+    reply = messages[-1]
+    prompt = loop.build_prompt(upto=len(messages) - 1)
+    if loop.last_reply_message is reply:
+        ids = [i for i in loop.last_reply_ids if i not in loop.model.view.special_ids]  # the words, not the end token
+    else:
+        ids = loop.model.tokenize(reply.content, add_special=False).ids
+    if not ids:
+        loop.info("the last reply has no tokens to look at")
+        return None
+    return prompt, ids, reply.content
+
+
+def show_score(loop: ChatLoop) -> None:
+    """What the model thought of its own last reply: each token's surprise, in context."""
+    from llmcli.render.score import render_reports
+
+    found = _last_exchange(loop)
+    if found:
+        prompt, ids, text = found
+        render_reports([loop.model.score_reply(prompt, ids, text=text)], console=loop.out)
+
+
+def show_lens(loop: ChatLoop, top_k: int = 5) -> None:
+    """The logit lens where the last reply began: each layer's guess at its first token."""
+    from llmcli.render.lens import render_report
+
+    found = _last_exchange(loop)
+    if found:
+        prompt, ids, _ = found
+        at = len(prompt.ids) - 1
+        report = loop.model.lens(prompt, ids=[*prompt.ids, ids[0]], positions=[at], top_k=top_k)
+        render_report(report, position=at, console=loop.out)
+
+
+def show_attention(loop: ChatLoop, layer: int | None = None) -> None:
+    """The last exchange's attention: the reply's tokens looking back at the prompt."""
+    from llmcli.render.attention import render_pattern
+
+    found = _last_exchange(loop)
+    if found:
+        prompt, ids, _ = found
+        every = [*prompt.ids, *ids]
+        pattern = loop.model.attention(prompt, ids=every, layer=layer, start=max(0, len(prompt.ids) - 24))
+        render_pattern(pattern, show_summary=False, console=loop.out)
