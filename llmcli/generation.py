@@ -39,7 +39,6 @@ Decisions and gotchas:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence

@@ -345,7 +345,6 @@ class InterruptingModel:
 
 
 def test_ctrl_c_during_a_reply_keeps_the_partial_reply_and_the_chat_goes_on(tiny):
-    from dataclasses import replace
 
     loaded = interrupting(tiny, at=4)  # prefill + 2 tokens, then Ctrl-C
     chat = run(loaded, "tell me a long story", "and another", settings=SamplingSettings(temperature=0, max_new_tokens=20))
@@ -358,7 +357,6 @@ def test_ctrl_c_during_a_reply_keeps_the_partial_reply_and_the_chat_goes_on(tiny
 
 
 def test_in_a_script_ctrl_c_ends_the_chat_after_keeping_the_partial_reply(tiny):
-    from dataclasses import replace
 
     loaded = interrupting(tiny, at=4)
     chat = Chat(loaded, ["tell me a long story", "never asked"], settings=SamplingSettings(temperature=0, max_new_tokens=20))
@@ -391,7 +389,6 @@ def test_ctrl_c_while_the_reply_is_drawn_is_held_until_the_drawing_is_done(tiny)
 
 
 def test_ctrl_c_before_the_first_token_keeps_no_empty_reply(tiny):
-    from dataclasses import replace
 
     loaded = interrupting(tiny, at=1)  # during the prefill
     chat = run(loaded, "hello", "again")

@@ -7,7 +7,6 @@ without a cache, transformers' own logits warpers, the tokenizer's decode.
 from __future__ import annotations
 
 import functools
-import math
 
 import pytest
 import torch

@@ -19,7 +19,7 @@ import typer
 
 from llmcli import options, render
 from llmcli.commands import _input
-from llmcli.commands.compare_sides import DEFAULT_BASE, DEFAULT_INSTRUCT, entry, first_side_of, header, naming, plan_sides, side_prompt
+from llmcli.commands.compare_sides import DEFAULT_BASE, DEFAULT_INSTRUCT, each_side, entry, first_side_of, naming, plan_sides
 
 MODELS = "Models"
 PROMPT = "Prompt"
@@ -52,6 +52,8 @@ def compare(
     num: Annotated[int, typer.Option("--num", help="With --probs: rows in each table (the k of the top-k overlap).", rich_help_panel=OUTPUT)] = 10,
     show_prompt: Annotated[bool, typer.Option("--show-prompt", help="Show the prompt each model receives (chat template, special tokens).", rich_help_panel=OUTPUT)] = False,
     json: Annotated[bool, typer.Option("--json", help="One JSON document with every model's result.", rich_help_panel=OUTPUT)] = False,
+    svg: options.Svg = None,
+    html: options.Html = None,
     *,
     settings,
     typed,
@@ -68,6 +70,11 @@ def compare(
     mode = _input.read_mode(raw, chat, system_text)
     if num < 1:
         raise BadInput(f"--num must be at least 1 (got {num})", "it is the number of rows each table shows")
+    from llmcli.render import views
+
+    views.check_exports(json, svg, html)
+    if (svg or html) and not probs:
+        raise BadInput("--svg and --html export the --probs tables", "add --probs, or drop the export")
     sides = plan_sides(model, base, instruct, template_vs_raw=template_vs_raw, mode=mode)
     text = _input.read_text("compare", prompt, file, join=True)
     if probs and typed:
@@ -84,29 +91,7 @@ def compare(
     pool = ModelPool([s.model for s in sides], low_memory=low_memory, progress=lambda name: LoadProgress(progress_label(name)), **loading)
     pool.prepare(lambda name: naming(first_side_of(sides, name)))
     run = _probs if probs else _generations
-    run(pool, sides, text, system_text, settings=settings, num=num, show_prompt=show_prompt, json=json)
-
-
-def _sides(pool: Any, sides: tuple, text: str, system: str | None, on_loading) -> Any:
-    """Each side with its model and prompt, loading models as their turn comes (all of them
-    first unless --low-memory); the model is freed after its last side."""
-    if not pool.low_memory:
-        for name in pool.names:
-            on_loading(first_side_of(sides, name))
-            with naming(first_side_of(sides, name)):
-                pool.get(name)
-    for i, side in enumerate(sides):
-        if not pool.is_loaded(side.model):
-            on_loading(side)
-        with naming(side):
-            model = pool.get(side.model)
-            built = side_prompt(model, text, system, side)
-        heading = header(side, model, built)
-        if system is not None and built.mode == "raw":
-            render.warn(f"{side.letter} ({heading.model}) gets the raw text: the system prompt only goes into chat prompts")
-        yield side, model, built, heading
-        del model  # before the next one loads: with --low-memory, one model at a time
-        pool.done(side.model, still_needed=any(s.model == side.model for s in sides[i + 1 :]))
+    run(pool, sides, text, system_text, settings=settings, num=num, show_prompt=show_prompt, json=json, exports=(svg, html))
 
 
 def _generations(pool, sides, text, system, *, settings, show_prompt, json, **_) -> None:
@@ -116,7 +101,7 @@ def _generations(pool, sides, text, system, *, settings, show_prompt, json, **_)
     results: list[dict[str, Any]] = []
     interrupted = False
     with display:
-        for side, model, built, heading in _sides(pool, sides, text, system, lambda side: display.loading(sides.index(side))):
+        for side, model, built, heading in each_side(pool, sides, text, system, lambda side: display.loading(sides.index(side))):
             i = sides.index(side)
             with naming(side):
                 response = model.generate(built, settings=settings)
@@ -134,13 +119,13 @@ def _generations(pool, sides, text, system, *, settings, show_prompt, json, **_)
         raise typer.Exit(130)
 
 
-def _probs(pool, sides, text, system, *, num, show_prompt, json, **_) -> None:
+def _probs(pool, sides, text, system, *, num, show_prompt, json, exports, **_) -> None:
     from llmcli.inspect.comparison import Distribution, pairwise
     from llmcli.render.compare import ProbsSide, loading_status, render_probs
 
     results, distributions, shown = [], [], []
     with loading_status(quiet=json) as status:
-        for side, model, built, heading in _sides(pool, sides, text, system, lambda side: status(f"Loading {side.model}…")):
+        for side, model, built, heading in each_side(pool, sides, text, system, lambda side: status(f"Loading {side.model}…")):
             status(f"Running {side.model}…")
             with naming(side):
                 report = model.next_token(built, num=num)
@@ -152,7 +137,11 @@ def _probs(pool, sides, text, system, *, num, show_prompt, json, **_) -> None:
     if json:
         render.print_json({"prompt": text, "system": system, "models": results, "agreement": [a.to_dict() for a in agreements]})
     else:
-        render_probs(shown, agreements, show_prompt=show_prompt)
+        from llmcli.render import views
+
+        console = views.recording(any(exports))
+        render_probs(shown, agreements, show_prompt=show_prompt, console=console)
+        views.save_exports(console, *exports, title="llmcli compare")
 
 
 def register(app: typer.Typer) -> None:

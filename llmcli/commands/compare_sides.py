@@ -105,3 +105,27 @@ def header(side: Side, model: Any, prompt: Any):
 def entry(side: Side, heading: Any, model: Any) -> dict[str, Any]:
     """The side in --json."""
     return {"side": side.letter, "model": model.label, "role": heading.role, "mode": heading.mode}
+
+
+def each_side(pool: Any, sides: tuple, text: str, system: str | None, on_loading) -> Any:
+    """Each side with its model and prompt, loading models as their turn comes (all of them
+    first unless --low-memory); the model is freed after its last side."""
+    if not pool.low_memory:
+        for name in pool.names:
+            on_loading(first_side_of(sides, name))
+            with naming(first_side_of(sides, name)):
+                pool.get(name)
+    for i, side in enumerate(sides):
+        if not pool.is_loaded(side.model):
+            on_loading(side)
+        with naming(side):
+            model = pool.get(side.model)
+            built = side_prompt(model, text, system, side)
+        heading = header(side, model, built)
+        if system is not None and built.mode == "raw":
+            from llmcli import render
+
+            render.warn(f"{side.letter} ({heading.model}) gets the raw text: the system prompt only goes into chat prompts")
+        yield side, model, built, heading
+        del model  # before the next one loads: with --low-memory, one model at a time
+        pool.done(side.model, still_needed=any(s.model == side.model for s in sides[i + 1 :]))

@@ -63,10 +63,15 @@ def probs(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampled --steps (0 to 2**64 - 1).", rich_help_panel=SAMPLING)] = None,
     model: options.Model = None,
     json: options.Json = False,
+    svg: options.Svg = None,
+    html: options.Html = None,
     *,
     loading,
 ) -> None:
     """The next-token probability table; temperature sweeps, sampler cuts, generation step by step."""
+    from llmcli.render import views
+
+    views.check_exports(json, svg, html)
     temperatures = _input.parse_temperatures(temperature) if temperature is not None else None
     cuts = {"top_k": top_k, "top_p": top_p, "min_p": min_p}
     _check_options(num, steps, position, target or [], temperatures, any(v is not None for v in cuts.values()), verbose_steps, system, chat)
@@ -79,18 +84,20 @@ def probs(
         report = loaded.next_token(prompt, num=num, temperatures=temperatures or (1.0,), position=-1 if position is None else position, targets=target or (), **cuts)
     if num > report.table.vocab_size:
         render.warn(f"--num {num:,} is more than the vocabulary: the table shows all {report.table.vocab_size:,} tokens")
+    console = views.recording(bool(svg or html))
     if steps:
         _check_room(steps, len(prompt.ids), loaded.context_length)
-        _unroll(loaded, prompt, report, settings, num, json=json, verbose=verbose_steps)
+        _unroll(loaded, prompt, report, settings, num, json=json, verbose=verbose_steps, out=console)
     elif json:
         render.print_json(report.to_dict())
     else:
         from llmcli.render.probs import render_report
 
-        render_report(report)
+        render_report(report, console=console)
+    views.save_exports(console, svg, html, title="llmcli probs")
 
 
-def _unroll(loaded, prompt, report, settings, num: int, *, json: bool, verbose: bool) -> None:
+def _unroll(loaded, prompt, report, settings, num: int, *, json: bool, verbose: bool, out) -> None:
     """The loop unrolled: each step printed as it is computed (or all of them in --json)."""
     from dataclasses import replace
 
@@ -101,7 +108,6 @@ def _unroll(loaded, prompt, report, settings, num: int, *, json: bool, verbose: 
     from llmcli.render.probs import render_heading
     from llmcli.render.steps import StepsView
 
-    out = render.stdout()
     render_heading(report, out, generating=True)
     view = StepsView(out, settings, prompt.text, verbose=verbose)
     for step in unrolling:

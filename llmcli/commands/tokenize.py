@@ -66,6 +66,8 @@ def tokenize(
     system: Annotated[
         Optional[str], typer.Option("--system", help="With --chat: a system message before TEXT.", show_default=False)
     ] = None,
+    svg: options.Svg = None,
+    html: options.Html = None,
     base_url: options.BaseUrl = None,
     api_key_env: options.ApiKeyEnv = None,
 ) -> None:
@@ -76,10 +78,12 @@ def tokenize(
     from llmcli.api import load_tokenizer
     from llmcli.prompting import Message
     from llmcli.render import tokens as show
+    from llmcli.render import views
 
     modes = [name for name, on in (("--table", table), ("--ids", ids), ("--count", count), ("--json", json)) if on]
     if len(modes) > 1:
         raise BadInput(f"{' and '.join(modes)} cannot be combined", "pick one output form")
+    views.check_exports(json or ids or count, svg, html)
     if system is not None and not chat:
         raise BadInput("--system only applies with --chat", "add --chat to render TEXT through the chat template")
     source = _input.read_text("tokenize", text, file, empty_ok=True, what="text")
@@ -97,12 +101,15 @@ def tokenize(
         show.render_ids(results)
     elif count:
         show.render_counts(results)
-    elif chats:
-        show.render_chat(chats, table=table)
-    elif table:
-        show.render_tables(results)
     else:
-        show.render_spans(results)
+        console = views.recording(bool(svg or html))
+        if chats:
+            show.render_chat(chats, table=table, console=console)
+        elif table:
+            show.render_tables(results, console=console)
+        else:
+            show.render_spans(results, console=console)
+        views.save_exports(console, svg, html, title="llmcli tokenize")
 
 
 def detokenize(

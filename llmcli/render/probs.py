@@ -27,7 +27,7 @@ from llmcli.inspect.next_token import (
     TargetScore,
 )
 from llmcli.inspect.sampler import SamplerReplay
-from llmcli.render.pieces import BAR_WIDTH, bar, grid_table, heat, percent, quoted, short_percent, small_prob, temperature_label, token_column, token_id, token_text
+from llmcli.render.pieces import BAR_WIDTH, bar, grid_table, heat, percent, quoted, small_prob, temperature_label, token_column, token_id, token_text
 
 def _tail(tokens: tuple[PromptToken, ...], width: int) -> Text:
     """The end of the prompt, as many tokens as fit in `width` cells, `…` when cut."""

@@ -176,8 +176,8 @@ def header(label: str) -> Text:
     return Text.assemble(("── ", "dim"), (render.escape_controls(label), "bold cyan"), (" ──", "dim"))
 
 
-def render_spans(results: Sequence[Tokenization]) -> None:
-    out = render.stdout()
+def render_spans(results: Sequence[Tokenization], console: Console | None = None) -> None:
+    out = console or render.stdout()
     several = len(results) > 1
     for n, result in enumerate(results):
         if several:
@@ -194,7 +194,9 @@ def render_spans(results: Sequence[Tokenization]) -> None:
 
 def show(out: Console, thing: Table | Text | str) -> None:
     """Print a Rich renderable, or write plain tab-separated text as is (Rich would expand the tabs)."""
-    if isinstance(thing, str):
+    if isinstance(thing, str) and out.record:  # an --svg/--html export: through the recording console
+        out.out(thing, highlight=False)
+    elif isinstance(thing, str):
         sys.stdout.write(thing + "\n")
         sys.stdout.flush()
     else:
@@ -264,8 +266,8 @@ def token_table(tokens: Sequence[Token], parts: Sequence[str] | None = None) -> 
     return out
 
 
-def render_tables(results: Sequence[Tokenization]) -> None:
-    out = render.stdout()
+def render_tables(results: Sequence[Tokenization], console: Console | None = None) -> None:
+    out = console or render.stdout()
     for n, result in enumerate(results):
         if n:
             out.print()
@@ -303,8 +305,8 @@ def _lines(results: Sequence[Tokenization], value) -> None:
 MODE_NAMES = {"chat": "chat template", "template": "plain-text template"}
 
 
-def render_chat(results: Sequence[ChatTokenization], table: bool = False) -> None:
-    out = render.stdout()
+def render_chat(results: Sequence[ChatTokenization], table: bool = False, console: Console | None = None) -> None:
+    out = console or render.stdout()
     for n, chat in enumerate(results):
         if n:
             out.print()
