@@ -15,7 +15,7 @@ def test_an_svg_holds_what_was_shown(cli, tiny_model_dir, tmp_path, command):
     assert f"wrote {svg}" in result.stderr and f"wrote {html}" in result.stderr
     picture, page = svg.read_text(encoding="utf-8"), html.read_text(encoding="utf-8")
     assert picture.startswith("<svg") and "<html" in page.lower()
-    word = "user" if "--chat" in command else "capital"  # the template's role name; the text's first word
+    word = "im_start" if "--chat" in command else "capital"  # the template's special token; the text's first word
     assert word in picture.replace("&#160;", " ") and word in page
 
 
