@@ -26,3 +26,33 @@ def test_compare_exports_its_tables_and_refuses_otherwise(cli, tiny_model_dir, t
     assert "Next token after the prompt" in svg.read_text(encoding="utf-8").replace("&#160;", " ")
     assert_one_line_error(cli("compare", "-m", tiny_base_dir, "-m", tiny_model_dir, "The cat", "--svg", svg), "--probs")
     assert_one_line_error(cli("probs", "-m", tiny_model_dir, "The cat", "--json", "--svg", svg), "--json")
+
+
+def test_generate_logprobs_shades_the_text_on_a_terminal(monkeypatch):
+    """A sure token and a surprising one get score's heat colours; into a pipe, plain text."""
+    import io
+    import math
+
+    from llmcli.generation import TokenEvent
+    from llmcli.render.generate import LiveText
+    from llmcli.render.score import heat_style
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    screen = Terminal()
+    monkeypatch.setattr("sys.stdout", screen)
+    text = LiveText(heat=True)
+    text.feed(TokenEvent(1, "sure", math.log(0.99)))
+    text.feed(TokenEvent(2, " odd", math.log(2**-12)))
+    shown = screen.getvalue()
+    assert "sure" in shown and " odd" in shown and "\x1b[" in shown
+    assert heat_style(-math.log2(0.99)) != heat_style(12)  # two different shades were asked for
+    pipe = io.StringIO()
+    monkeypatch.setattr("sys.stdout", pipe)
+    plain = LiveText(heat=True)
+    plain.feed(TokenEvent(1, "sure", math.log(0.99)))
+    assert pipe.getvalue() == "sure"

@@ -77,7 +77,7 @@ def generate(
     )
     from llmcli.render.generate import LiveText, print_logprobs, print_stats
 
-    reply = LiveText(echo=not json)
+    reply = LiveText(echo=not json, heat=logprobs is not None)
     response.consume(reply.feed)
     reply.close()
     if json:

@@ -19,22 +19,34 @@ from llmcli import render
 
 
 class LiveText:
-    """Streams the reply to stdout as it comes (`feed` takes a TokenEvent)."""
+    """Streams the reply to stdout as it comes (`feed` takes a TokenEvent).
 
-    def __init__(self, *, echo: bool = True):
+    With `heat` on a terminal each piece is shaded by its token's surprisal, −log₂ p, on
+    `score`'s scale (`generate --logprobs`), so the model's confidence shows while reading.
+    """
+
+    def __init__(self, *, echo: bool = True, heat: bool = False):
         self.echo = echo
         self.text = ""
         self._out = sys.stdout
         self._terminal = self._out.isatty()
+        self._console = render.stdout() if heat and self._terminal else None
 
     def feed(self, event: Any) -> None:
         piece = event.text
         if not piece:
             return
         self.text += piece
-        if self.echo:
-            self._out.write(render.escape_controls(piece) if self._terminal else piece)
+        if not self.echo:
+            return
+        if self._console is not None:
+            from llmcli.render.score import heat_style
+
+            self._console.print(render.literal(piece, style=heat_style(-event.logprob / math.log(2))), end="")
             self._out.flush()
+            return
+        self._out.write(render.escape_controls(piece) if self._terminal else piece)
+        self._out.flush()
 
     def close(self) -> None:
         """End with a newline, so the shell prompt (or the next line of a script) starts on its own line."""
