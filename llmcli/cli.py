@@ -87,7 +87,7 @@ app = typer.Typer(
     help="Run a language model on your own machine, talk to it, and look inside it.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion, as Typer apps offer
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )

@@ -88,3 +88,14 @@ def test_models_json_lists_aliases(cli):
     data = json.loads(r.stdout)
     assert {a["name"] for a in data["aliases"]} == {"smollm2", "gemma3-270m"}
     assert data["cache"] == []  # the session's isolated cache starts empty
+
+
+def test_shell_completion_is_offered(cli):
+    """Typer's own: the script for a shell, and completing a subcommand's name."""
+    import os
+
+    r = cli("--show-completion", "bash")
+    assert r.exit_code == 0 and "_llmcli_completion" in r.stdout and "complete" in r.stdout
+    env = {"_LLMCLI_COMPLETE": "complete_bash", "COMP_WORDS": "llmcli gen", "COMP_CWORD": "1", "PATH": os.environ["PATH"]}
+    proc = subprocess.run([sys.executable, "-c", "from llmcli.cli import main; main()"], capture_output=True, text=True, env={**os.environ, **env})
+    assert "generate" in proc.stdout.split()
