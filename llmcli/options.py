@@ -165,6 +165,20 @@ _LOADING = [
         Engine.auto,
     ),
     _option(
+        "max_memory",
+        Annotated[
+            Optional[str],
+            typer.Option(
+                "--max-memory",
+                metavar="SIZE",
+                help="Keep at most SIZE of the weights in memory (2GiB, 500MB) and offload the rest to disk: a model bigger than RAM runs, slowly.",
+                rich_help_panel=LOADING,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    _option(
         "trust_remote_code",
         Annotated[bool, typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING)],
         False,

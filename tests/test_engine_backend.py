@@ -89,3 +89,18 @@ def test_the_engines_prepared_weights_are_made_once_and_mapped_after(tiny_model_
     torch.testing.assert_close(first.logits(ids), second.logits(ids), rtol=0, atol=0)
     hf = llmcli.load(str(tiny_model_dir), engine="transformers")
     torch.testing.assert_close(second.logits(ids), hf.logits(ids), rtol=0, atol=1e-5)
+
+
+def test_max_memory_offloads_layers_to_disk_with_the_same_tokens(tiny_model_dir, cache_dir):
+    """A model bigger than its budget runs from disk: the embeddings, norms and head stay in
+    memory, the decoder layers that do not fit go to an offload folder, the tokens stay."""
+    full = llmcli.load(str(tiny_model_dir), engine="transformers")
+    small = llmcli.load(str(tiny_model_dir), max_memory="100KB")
+    placement = small.backend.model.hf_device_map
+    assert small.backend.engine == "transformers" and "disk" in placement.values()
+    assert all(where == "cpu" for name, where in placement.items() if ".layers." not in f".{name}.")
+    assert any((cache_dir / "offload").rglob("*"))
+    prompt = full.prompt("The cat", mode="raw")
+    assert small.generate(prompt, temperature=0, max_new_tokens=8).token_ids == full.generate(prompt, temperature=0, max_new_tokens=8).token_ids
+    with pytest.raises(LlmcliError, match="not a size"):
+        llmcli.load(str(tiny_model_dir), max_memory="lots")

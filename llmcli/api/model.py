@@ -203,6 +203,7 @@ def load(
     compile: bool = False,
     trust_remote_code: bool = False,
     engine: str = "auto",
+    max_memory: str | None = None,
     progress: Any = None,
     base_url: str | None = None,
     api_key_env: str | None = None,
@@ -210,6 +211,9 @@ def load(
     """Load a model by name: a built-in alias (smollm2, gemma3-270m), a .gguf file, a Hugging
     Face directory or hub id. `progress(stage, done, total)` hears about a first-use
     conversion (see llmcli.models.cache).
+
+    `max_memory` ("2GiB"): keep at most that much of the weights in memory and offload the
+    rest to disk (accelerate; transformers runs it).
 
     `engine`: "auto" runs llmcli's own forward pass (`llmcli.engine`) where it runs the model
     exactly (Llama, Gemma 3, Qwen2/3, Mistral, on the CPU, without `compile`), else
@@ -228,9 +232,13 @@ def load(
     from llmcli.models import LoadOptions, load_model
     from llmcli.models.cache import no_progress
 
-    options = LoadOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code, quantize=quantize, compile=compile, engine=engine)
+    options = LoadOptions(
+        dtype=dtype, device=device, trust_remote_code=trust_remote_code, quantize=quantize, compile=compile, engine=engine, max_memory=max_memory
+    )
     progress = progress or no_progress
-    if engine == "llmcli" or (engine == "auto" and not compile and device in ("auto", "cpu") and not _gpu()):
+    if engine == "llmcli" and max_memory is not None:
+        raise LlmcliError("--max-memory runs on transformers (accelerate offloads its layers)", "use --engine auto or transformers")
+    if engine == "llmcli" or (engine == "auto" and not compile and max_memory is None and device in ("auto", "cpu") and not _gpu()):
         from llmcli.backends.engine import EngineBackend
         from llmcli.engine import UnsupportedModel
 

@@ -41,6 +41,7 @@ class LoadOptions:
     quantize: str = "none"  # one of QUANTIZE: int8/int4 weight-only Linear layers (llmcli.quantize)
     compile: bool = False  # torch.compile the decode step
     engine: str = "auto"  # one of ENGINES: llmcli's own forward pass where it runs the model exactly, else transformers
+    max_memory: str | None = None  # e.g. "2GiB": the most weights kept in RAM; accelerate offloads the rest to disk
 
 
 @dataclass
@@ -99,6 +100,7 @@ def load_model(name: str | None, options: LoadOptions = LoadOptions(), progress:
     path, converted = model_dir(ref, progress)
     torch_device, device_map = _pick_device(options.device)
     torch_dtype = _pick_dtype(options.dtype, torch_device)
+    placement = _placement(options, ref, path, torch_dtype, device_map)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with _no_transformers_bars():
@@ -108,8 +110,8 @@ def load_model(name: str | None, options: LoadOptions = LoadOptions(), progress:
             path,
             ref,
             dtype=torch_dtype,
-            device_map=device_map,
             trust_remote_code=options.trust_remote_code,
+            **placement,
         )
     model.eval()
     if options.quantize != "none":
@@ -147,10 +149,62 @@ def _no_transformers_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def _placement(options: LoadOptions, ref: ModelRef, path: Path, dtype: Any, device_map: str | None) -> dict[str, Any]:
+    """Where the layers go. With `max_memory`, at most that much of the weights stays in RAM:
+    the embeddings, the final norm and the head always, then the decoder layers in order
+    while they fit; the rest go to an offload folder on disk, and accelerate reads each back
+    at every forward pass. A model bigger than memory runs, slowly."""
+    if options.max_memory is None:
+        return {"device_map": device_map}
+    import hashlib
+
+    folder = cache.cache_dir() / "offload" / hashlib.sha256(str(ref.path or ref.name).encode()).hexdigest()[:16]
+    return {"device_map": _offload_map(path, dtype, _bytes(options.max_memory)), "offload_folder": str(folder)}
+
+
+def _offload_map(path: Path, dtype: Any, budget: int) -> dict[str, str]:
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with init_empty_weights():
+        empty = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=dtype)
+    count = empty.config.get_text_config().num_hidden_layers
+    stack, layers = next(
+        (name, module) for name, module in empty.named_modules() if isinstance(module, torch.nn.ModuleList) and len(module) == count
+    )
+    size = lambda module: sum(t.numel() * t.element_size() for t in module.parameters())  # noqa: E731
+    used = size(empty) - sum(size(layer) for layer in layers)  # embeddings, norms, head: kept in memory
+    parent, _, name = stack.rpartition(".")
+    outer = empty.get_submodule(parent) if parent else empty
+    placement = {f"{parent}.{child}" if parent else child: "cpu" for child, _ in outer.named_children() if child != name}
+    if parent:  # the head and anything else beside the decoder stack
+        placement |= {child: "cpu" for child, _ in empty.named_children() if child != parent.split(".")[0]}
+    for i, layer in enumerate(layers):
+        used += size(layer)
+        placement[f"{stack}.{i}"] = "cpu" if used <= budget else "disk"
+    return placement
+
+
+def _bytes(size: str) -> int:
+    import re
+
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", size.strip()).groups()  # checked by _check
+    scale = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}[unit.lower()]
+    return int(float(number) * scale)
+
+
 def _check(options: LoadOptions) -> None:
     for name, valid in (("dtype", DTYPES), ("device", DEVICES), ("quantize", QUANTIZE), ("engine", ENGINES)):
         if getattr(options, name) not in valid:
             raise LlmcliError(f"{name} must be one of {', '.join(valid)}; got {getattr(options, name)!r}")
+    if options.max_memory is not None:
+        import re
+
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)", options.max_memory.strip(), re.I):
+            raise LlmcliError(f"--max-memory {options.max_memory!r} is not a size", "e.g. --max-memory 2GiB or 500MB")
+        if options.quantize != "none" or options.compile:
+            raise LlmcliError("--max-memory offloads float weights to disk; it does not combine with --quantize or --compile", "drop one")
 
 
 _SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
