@@ -18,6 +18,7 @@ Decisions:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -152,7 +153,9 @@ class ChatSession:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as e:
-            raise LlmcliError(f"cannot save to {target}: {e.strerror or e}") from e
+            full = e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+            hint = "free some disk space, or save somewhere else" if full else "check the path and its permissions"
+            raise LlmcliError(f"cannot save to {target}: {e.strerror or e}", hint + "; the chat is kept") from e
         return target
 
     @classmethod
