@@ -228,15 +228,9 @@ def convert(ref: ModelRef, out: Path, progress: Progress = no_progress, tensors:
     gguf = ref.path
     assert gguf is not None
     progress("dequantizing", 0, tensors)
-    with _tensor_progress(progress):
-        try:
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        except (ValueError, KeyError, NotImplementedError, OSError) as e:
-            raise LlmcliError(
-                f"transformers cannot load {gguf.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                "llmcli reads the GGUF architectures transformers supports (llama, gemma3, qwen2, mistral, ...)",
-            ) from e
+    with _tensor_progress(progress), _unreadable_gguf(gguf):
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     progress("writing", tensors or 0, tensors)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
@@ -269,6 +263,26 @@ def _write_errors_as_oserror() -> Iterator[None]:
             raise
         code = int(found.group(1))
         raise OSError(code, os.strerror(code)) from e
+
+
+def gguf_tokenizer(gguf: Path):
+    """The tokenizer transformers builds from a GGUF file (no weights read)."""
+    from transformers import AutoTokenizer
+
+    with _unreadable_gguf(gguf):
+        return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@contextlib.contextmanager
+def _unreadable_gguf(gguf: Path) -> Iterator[None]:
+    """A GGUF file transformers cannot read (an architecture it does not know...) as one line."""
+    try:
+        yield
+    except (ValueError, KeyError, NotImplementedError, OSError) as e:
+        raise LlmcliError(
+            f"transformers cannot load {gguf.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            "llmcli reads the GGUF architectures transformers supports (llama, gemma3, qwen2, mistral, ...)",
+        ) from e
 
 
 @contextlib.contextmanager

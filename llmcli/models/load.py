@@ -81,7 +81,7 @@ def load_tokenizer(name: str | None):
         if found is not None:
             return AutoTokenizer.from_pretrained(found), ref
         cache.check_gguf(ref.path)
-        tokenizer = AutoTokenizer.from_pretrained(ref.path.parent, gguf_file=ref.path.name)
+        tokenizer = cache.gguf_tokenizer(ref.path)
         cache.save_tokenizer_entry(ref.path, tokenizer)
         return tokenizer, ref
     path, _ = model_dir(ref)
@@ -206,8 +206,12 @@ def _warm_up(model) -> None:
 
 def _load_hf(loader, path: Path, ref: ModelRef, **kwargs):
     """Call a transformers loader, turning its failures on a user's model into one line."""
+    from safetensors import SafetensorError
+
     try:
         return loader(path, **kwargs)
+    except SafetensorError as e:  # a weights file cut short or damaged
+        raise LlmcliError(f"cannot load '{ref.name}': {str(e).splitlines()[0]}", "the weights file is damaged or cut short; download or convert it again") from e
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = "check that it is a causal language model in Hugging Face format"
