@@ -208,4 +208,4 @@ def parse_setting(key: str, value: str):
         return int(text) if key in INTEGERS else float(text)
     except ValueError:
         off = " or 'none'" if key in OPTIONAL else ""
-        raise LlmcliError(f"{key} must be {kind}{off}, not '{text}'") from None
+        raise LlmcliError(f"{key} must be {kind}{off}, not '{text}'", "/set alone lists the settings and their values") from None

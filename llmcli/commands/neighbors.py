@@ -57,7 +57,7 @@ def neighbors(
         raise BadInput("--vector shows one token's vector", "drop --analogy, or --vector")
     if num < 1:
         raise BadInput(f"--num must be at least 1 (got {num})", "it is how many neighbours to list")
-    with _input.flags(("the analogy", "--analogy")):
+    with _input.flags(("the analogy", "--analogy"), ("dims", "--dims")):
         if analogy is not None:
             parse_analogy(analogy)  # a malformed expression fails before any model loads
         names = model or [None]

@@ -62,7 +62,7 @@ def score(
     reports = []
     for name in model or [None]:
         loaded = load(name, loading)
-        with ScoringProgress(loaded.label) as progress, _input.flags(("stride", "--stride")):
+        with ScoringProgress(loaded.label) as progress, _input.flags(("stride", "--stride"), ("window", "--window")):
             reports.append(loaded.score(source, chat=chat, user=user, system=system, stride=stride, window=window, progress=progress))
     if json:
         render.print_json([r.to_dict() for r in reports])

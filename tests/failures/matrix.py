@@ -46,7 +46,7 @@ class Row:
 def parametrize(rows: Iterable[Row]):
     rows = list(rows)
     ids = [r.id for r in rows]
-    assert len(set(ids)) == len(ids), "row ids must be unique"
+    assert len(set(ids)) == len(ids), f"row ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}"
     return pytest.mark.parametrize("row", rows, ids=ids)
 
 
