@@ -285,6 +285,26 @@ def cold_run(args: Sequence[str], *, env: dict[str, str], cwd: str | os.PathLike
     return Finished(done.returncode, done.stdout, done.stderr)
 
 
+def cold_run_reader_gone(args: Sequence[str], *, env: dict[str, str], cwd: str | os.PathLike, timeout: float = DEADLINE) -> Finished:
+    """`python -m llmcli ARGS` whose stdout reader has left before it writes (`| head -c0`):
+    the read end of its stdout pipe is closed as soon as it starts."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmcli", *map(str, args)],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    return Finished(process.returncode, b"", stderr)
+
+
 # ---------------------------------------------------------------------------- the zygote's side
 
 
@@ -298,11 +318,38 @@ def _serve(socket_path: str) -> None:
     import transformers.models.llama.modeling_llama  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
 
-    import llmcli.api.model  # noqa: F401
-    import llmcli.cli  # noqa: F401
-    import llmcli.generation  # noqa: F401
-    import llmcli.render.generate  # noqa: F401
-    import llmcli.render.views  # noqa: F401
+    import importlib
+
+    import llmcli.cli  # noqa: F401  (and every command module)
+
+    for name in (
+        "typer._adapters",
+        "rich.progress",
+        "rich.markdown",
+        "tokenizers",
+        "safetensors.torch",
+        "prompt_toolkit",
+        "llmcli.api.model",
+        "llmcli.api.pool",
+        "llmcli.backends.local",
+        "llmcli.models.load",
+        "llmcli.generation",
+        "llmcli.chat.loop",
+        "llmcli.chat.commands",
+        "llmcli.render.generate",
+        "llmcli.render.progress",
+        "llmcli.render.probs",
+        "llmcli.render.score",
+        "llmcli.render.lens",
+        "llmcli.render.attention",
+        "llmcli.render.neighbors",
+        "llmcli.render.compare",
+        "llmcli.render.compare_live",
+        "llmcli.render.tokens",
+        "llmcli.render.info",
+        "llmcli.render.views",
+    ):
+        importlib.import_module(name)
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path + ".tmp")
