@@ -37,19 +37,25 @@ FAULTS = {
     "hub-id-unreachable": ("someorg/somemodel", "'someorg/somemodel' is not in the Hugging Face cache and the hub is unreachable", "hf download someorg/somemodel", False),
 }
 
+# The ways of loading: llmcli.load (generate; info and chat load the same way), the tokenizer
+# alone (tokenize), and a pool that resolves and converts every model first (compare).
 COMMANDS = {
-    "generate": (("generate", "hi", "-n", "1", "-m"), None),
-    "info": (("info", "-m"), None),
-    "tokenize": (("tokenize", "hi", "-m"), None),
-    "compare": (("compare", "hi", "-n", "1", "-m", "{tiny}", "-m"), "model B"),
-    "chat": (("chat", "-n", "1", "-m"), None),
+    "generate": ("generate", "hi", "-n", "1", "-m"),
+    "tokenize": ("tokenize", "hi", "-m"),
+    "compare": ("compare", "hi", "-n", "1", "-m", "{tiny}", "-m"),
+}
+# ...and info and chat for a fault of each kind: a name, a file, a directory.
+ALSO = {
+    "info": (("info", "-m"), ("unknown-alias", "truncated-gguf", "weights-cut-short", "hub-id-offline")),
+    "chat": (("chat", "-n", "1", "-m"), ("unknown-alias", "truncated-gguf", "weights-cut-short", "hub-id-offline")),
 }
 
 
 def model_rows() -> list[Row]:
     rows = []
     for fault, (model, error, hint, tokenizer_ok) in FAULTS.items():
-        for command, (prefix, prefix_error) in COMMANDS.items():
+        commands = {**COMMANDS, **{name: prefix for name, (prefix, faults) in ALSO.items() if fault in faults}}
+        for command, prefix in commands.items():
             ok = tokenizer_ok and command == "tokenize"
             stdin = b"hi\n" if command == "chat" else None
             rows.append(Row(f"{fault}/{command}", (*prefix, model), None if ok else error, None if ok else hint, stdin=stdin))
