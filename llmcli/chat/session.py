@@ -195,7 +195,18 @@ class ChatSession:
             raise bad
         settings.validate()
         system = data.get("system")
+        if not all(_is_unicode(text) for text in [*(m.content for m in messages), str(system or "")]):
+            # JSON can spell a lone surrogate ("\udcff"); no tokenizer takes one, and /save never writes one.
+            raise LlmcliError(f"{source} holds text that is not valid Unicode (a lone surrogate)", "load a file written by /save")
         return cls(model=str(data.get("model") or ""), system=str(system) if system else None, settings=settings, messages=messages)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_setting(key: str, value: str):

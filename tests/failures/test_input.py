@@ -92,6 +92,7 @@ NON_UTF8 = [
     Row("latin1/system-file", ("generate", "hi", "--system-file", "{latin1_file}", "-m", "{tiny}"), NOT_UTF8, CONVERT),
     Row("binary/chat-load", ("chat", "--load", "{binary_file}", "-m", "{tiny}"), "cannot read", "a chat saved with /save"),
     Row("not-a-chat/chat-load", ("chat", "--load", "{empty_file}", "-m", "{tiny}"), "is not JSON", "a file written by /save"),
+    Row("lone-surrogate/chat-load", ("chat", "--load", "{surrogate_chat}", "-m", "{tiny}"), "holds text that is not valid Unicode", "a file written by /save", stdin=b"hi\n"),
     Row("nul-bytes-are-text/tokenize", ("tokenize", "--file", "{nul_file}", "-m", "{tiny}")),
 ]
 
@@ -209,6 +210,8 @@ def input_places(places, tmp_path):
         "latin1_file": LATIN1,
         "binary_file": BINARY,
         "nul_file": b"hello\x00world",
+        # JSON may spell a lone surrogate; a hand-edited chat file can hold one.
+        "surrogate_chat": b'{"format": "llmcli-chat", "version": 1, "messages": [{"role": "user", "content": "caf\\udce9"}]}',
         os.fsdecode(b"caf\xe9-named.txt"): b"a file whose name is not UTF-8",
     }
     for name, data in files.items():
