@@ -141,9 +141,42 @@ def places(tmp_path, tiny_model_dir, tiny_base_dir, tiny_gguf, broken) -> dict[s
     }
 
 
+@pytest.fixture(autouse=True)
+def one_click_command(monkeypatch):
+    """The `cli` fixture's runner builds llmcli's click command from the Typer app on every
+    call (about 75 ms: a third of a row's time here); the command is the same each time."""
+    import typer.testing
+
+    built = {}
+
+    def command(app):
+        if id(app) not in built:
+            built[id(app)] = typer.main.get_command(app)
+        return built[id(app)]
+
+    monkeypatch.setattr(typer.testing, "_get_command", command)
+
+
 @pytest.fixture(scope="session")
-def zygote(tmp_path_factory):
+def zygote(tmp_path_factory, tiny_model_dir, tiny_base_dir, tiny_gguf_master):
     workdir = tmp_path_factory.mktemp("zygote")
+    gguf = workdir / "warm-up" / "tiny.gguf"
+    gguf.parent.mkdir()
+    shutil.copy(tiny_gguf_master, gguf)
+    tiny, base = str(tiny_model_dir), str(tiny_base_dir)
+    warm_up = [
+        ["generate", "hi", "-n", "2", "-m", tiny],
+        ["generate", "hi", "-n", "2", "-m", str(gguf)],  # a conversion
+        ["tokenize", "hi", "-m", tiny],
+        ["probs", "hi", "--steps", "2", "-m", tiny],
+        ["score", "hi there", "-m", tiny],
+        ["lens", "hi", "-m", tiny],
+        ["attention", "hi", "-m", tiny],
+        ["neighbors", "the", "-m", tiny],
+        ["compare", "hi", "-n", "2", "-m", tiny, "-m", base],
+        ["info", "-m", tiny],
+        ["chat", "-n", "2", "-m", tiny],
+    ]
     env = {
         k: v
         for k, v in os.environ.items()
@@ -154,7 +187,7 @@ def zygote(tmp_path_factory):
         HF_MODULES_CACHE=str(workdir / "hf-modules"),  # where transformers copies a model's own code
         TOKENIZERS_PARALLELISM="false",
     )
-    z = Zygote(workdir, env)
+    z = Zygote(workdir, env, warm_up)
     yield z
     z.stop()
 

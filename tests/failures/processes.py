@@ -75,6 +75,7 @@ class Child:
         self.stdin = stdin_w
         self.stdout_fd, self.stderr_fd = stdout_r, stderr_r
         self._buffer = b""
+        self._conn_open = True
         self._out = bytearray()
         self._err = bytearray()
         self.pid = int(self._expect("pid"))
@@ -84,6 +85,8 @@ class Child:
 
     def _line(self, deadline: float) -> str:
         while b"\n" not in self._buffer:
+            if not self._conn_open:
+                raise ConnectionError("the zygote closed the connection before the child's exit was reported")
             self._pump(deadline)
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
@@ -96,13 +99,15 @@ class Child:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"llmcli child {getattr(self, 'pid', '?')} said nothing in time; stderr so far:\n{self._err.decode(errors='replace')}")
-        fds = [self.conn] + [fd for fd in (self.stdout_fd, self.stderr_fd) if fd is not None]
+        fds = ([self.conn] if self._conn_open else []) + [fd for fd in (self.stdout_fd, self.stderr_fd) if fd is not None]
+        if not fds:
+            raise ConnectionError("the zygote closed the connection before the child's exit was reported")
         ready, _, _ = select.select(fds, [], [], min(remaining, 1.0))
         for fd in ready:
             if fd is self.conn:
                 data = self.conn.recv(4096)
-                if not data:
-                    raise ConnectionError("the zygote closed the connection")
+                if not data:  # the zygote closes it after reporting the exit
+                    self._conn_open = False
                 self._buffer += data
             else:
                 chunk = os.read(fd, 65536)
@@ -204,11 +209,14 @@ class Child:
 class Zygote:
     """The process the children are forked from (see the module docstring)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]):
+    def __init__(self, workdir: Path, env: dict[str, str], warm_up: Sequence[Sequence[str]] = ()):
+        """`warm_up`: command lines the zygote runs once before it forks anything, so that what
+        every command does the first time in a process (lazy imports, caches) is done."""
         self.socket_path = str(workdir / "zygote.sock")
         self.env = env
+        (workdir / "warm-up.json").write_text(json.dumps([[str(a) for a in args] for args in warm_up]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.failures.processes", self.socket_path],
+            [sys.executable, "-m", "tests.failures.processes", self.socket_path, str(workdir / "warm-up.json")],
             cwd=REPO,
             env={**env, "PYTHONPATH": str(REPO)},
             stdin=subprocess.DEVNULL,
@@ -308,7 +316,7 @@ def cold_run_reader_gone(args: Sequence[str], *, env: dict[str, str], cwd: str |
 # ---------------------------------------------------------------------------- the zygote's side
 
 
-def _serve(socket_path: str) -> None:
+def _serve(socket_path: str, warm_up_file: str) -> None:
     import selectors
 
     # What every command imports; a child imports the rest itself.
@@ -350,6 +358,11 @@ def _serve(socket_path: str) -> None:
         "llmcli.render.views",
     ):
         importlib.import_module(name)
+    _warm_up(json.loads(Path(warm_up_file).read_text()), Path(socket_path).parent / "warm-up-cache")
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what is here now is never scanned again: children do not copy it page by page
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path + ".tmp")
@@ -360,7 +373,7 @@ def _serve(socket_path: str) -> None:
     selector.register(server, selectors.EVENT_READ)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     while True:
-        for _ in selector.select(timeout=0.05):
+        for _ in selector.select(timeout=0.01):
             conn, _ = server.accept()
             message, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
             request = json.loads(message.decode())
@@ -389,6 +402,38 @@ def _serve(socket_path: str) -> None:
             except OSError:
                 pass
             conn.close()
+
+
+def _warm_up(commands: list[list[str]], cache: Path) -> None:
+    """Run each command once here, output thrown away, in a cache of the zygote's own. torch
+    computes on one thread from the start, so no thread pool exists to be lost in a fork; the
+    check below fails loudly if warming up left a thread behind. (Importing torch starts one
+    native thread of its own; forked children have always done without it.)"""
+    import io
+
+    import torch
+
+    from llmcli.cli import app
+
+    before = _threads()
+    torch.set_num_threads(1)
+    os.environ["LLMCLI_CACHE_DIR"] = str(cache)
+    out, err, inp = sys.stdout, sys.stderr, sys.stdin
+    try:
+        for args in commands:
+            sys.stdout, sys.stderr, sys.stdin = io.StringIO(), io.StringIO(), io.StringIO("hi\n")
+            app(args, standalone_mode=False)
+    finally:
+        sys.stdout, sys.stderr, sys.stdin = out, err, inp
+        del os.environ["LLMCLI_CACHE_DIR"]
+    if _threads() != before:
+        raise RuntimeError(f"warming up left {_threads() - before} thread(s) running; forking the zygote would not be safe")
+
+
+def _threads() -> int:
+    import threading
+
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else threading.active_count()
 
 
 def _child(conn: socket.socket, fds: list[int], request: dict) -> None:
@@ -464,4 +509,4 @@ def _install_pause(conn: socket.socket, module: str, path: str, nth: int, when: 
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1])
+    _serve(sys.argv[1], sys.argv[2])
