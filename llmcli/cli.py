@@ -42,6 +42,12 @@ class BoundaryGroup(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         state.verbose = False
+        problem = _not_utf8(sys.argv[1:] if args is None else args)
+        if problem is not None:
+            render.error(*problem)
+            if not standalone_mode:
+                return 1
+            sys.exit(1)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as e:
@@ -68,6 +74,35 @@ class BoundaryGroup(TyperGroup):
         command = next((w for w in words if not w.startswith("-")), None)
         root = ctx.command_path if ctx is not None else "llmcli"
         return f"{root} {command}" if command in self.commands else root
+
+
+def _not_utf8(words) -> tuple[str, str] | None:
+    """(error, hint) for the first command-line word that is not UTF-8, else None.
+
+    Python hands such a word over with lone surrogates (surrogateescape), which no tokenizer
+    takes. A word naming an existing file or directory is left alone: a path may be any bytes.
+    """
+    import os
+
+    for number, word in enumerate(words, 1):
+        value = word.split("=", 1)[1] if word.startswith("--") and "=" in word else word
+        try:
+            value.encode("utf-8")
+            continue
+        except UnicodeEncodeError:
+            if os.path.exists(value):
+                continue
+        raw = value.encode("utf-8", "surrogateescape")
+        try:
+            raw.decode("utf-8")
+            offset = 0
+        except UnicodeDecodeError as e:
+            offset = e.start
+        return (
+            f"argument {number} is not UTF-8 text (byte 0x{raw[offset]:02X} at offset {offset})",
+            "convert it first, e.g. `iconv -f latin1 -t utf-8`, or pass the text with --file",
+        )
+    return None
 
 
 def _silence_stdout() -> None:

@@ -180,7 +180,7 @@ _LOADING = [
     ),
     _option(
         "trust_remote_code",
-        Annotated[bool, typer.Option("--trust-remote-code", help="Allow code shipped with a hub model to run.", rich_help_panel=LOADING)],
+        Annotated[bool, typer.Option("--trust-remote-code", help="Allow what a model ships to run code: its own Python modules, and pickle checkpoints (.bin, .pt).", rich_help_panel=LOADING)],
         False,
     ),
     _option("base_url", BaseUrl, None),

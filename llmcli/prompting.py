@@ -87,10 +87,12 @@ def build_chat_prompt(tokenizer: Any, messages: list[Message], *, add_generation
             add_generation_prompt=add_generation_prompt,
         )
     except Exception as e:  # jinja2's TemplateError, or a template's own raise_exception()
-        raise LlmcliError(
-            f"the model's chat template rejected the conversation: {e}",
-            "some templates allow no system message, or need user and assistant turns to alternate",
-        ) from e
+        from jinja2.exceptions import SecurityError
+
+        hint = "some templates allow no system message, or need user and assistant turns to alternate"
+        if isinstance(e, SecurityError):  # the template reached for Python internals; the sandbox said no
+            hint = "the template tried something jinja2's sandbox forbids: this model's chat template is broken or hostile"
+        raise LlmcliError(f"the model's chat template rejected the conversation: {e}", hint) from e
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     bos = _bos_added(tokenizer)
     if bos is not None and ids[:1] != [bos]:

@@ -92,7 +92,9 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     sorted_logits, order = torch.sort(logits, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = torch.cumsum(probs, dim=-1) - probs  # the most likely token always has 0 before it
-    cut = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, mass_before >= p)
+    drop = mass_before >= p
+    drop[..., 0] = False  # ...and always stays, even for a p so small it rounds to 0 in float32
+    cut = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, drop)
     return logits.masked_fill(cut, -math.inf)
 
 
@@ -114,7 +116,10 @@ def make_sampler(settings: SamplingSettings, generator: TorchGenerator | None = 
         return lambda logits: int(torch.argmax(logits))
 
     def sample(logits: Tensor) -> int:
-        logits = apply_temperature(logits, settings.temperature)  # sharpen or flatten
+        scaled = apply_temperature(logits, settings.temperature)  # sharpen or flatten
+        if not bool(torch.isfinite(scaled.max())):  # T so small that logits / T overflow: its limit, greedy
+            return int(torch.argmax(logits))
+        logits = scaled
         logits = top_k_filter(logits, settings.top_k or 0)  # only the k best
         logits = top_p_filter(logits, settings.top_p if settings.top_p is not None else 1.0)  # only the nucleus
         logits = min_p_filter(logits, settings.min_p or 0.0)  # only those close to the best
@@ -141,7 +146,9 @@ def repetition_penalty(penalty: float) -> Callable[[list[int], Tensor], Tensor]:
         seen = torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=logits.device)
         scores = logits[seen]
         logits = logits.clone()
-        logits[seen] = torch.where(scores < 0, scores * penalty, scores / penalty)
+        # A penalty below the dtype's smallest normal number would round to 0, and 0 / 0 is NaN.
+        p = max(penalty, torch.finfo(logits.dtype).tiny)
+        logits[seen] = torch.where(scores < 0, scores * p, scores / p)
         return logits
 
     return process

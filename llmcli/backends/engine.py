@@ -38,7 +38,7 @@ class EngineBackend:
 
     @classmethod
     def load(cls, name: str | None, options: LoadOptions, progress: Any) -> EngineBackend:
-        """Raises `engine.UnsupportedModel` for a model the engine does not run exactly."""
+        """Raises `engine.UnsupportedModel` for a model the engine does not run exactly, or cannot read."""
         import torch
 
         from llmcli import engine
@@ -48,8 +48,14 @@ class EngineBackend:
         ref = resolve(name)
         path, converted = model_dir(ref, progress)
         dtype = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[options.dtype]
-        tokenizer = engine.load_tokenizer(path)  # first: it refuses fast, before the weights are read
-        model = engine.load(path, dtype=dtype, prepared=prepared_path(path, options.dtype))
+        from safetensors import SafetensorError
+
+        try:
+            tokenizer = engine.load_tokenizer(path)  # first: it refuses fast, before the weights are read
+            model = engine.load(path, dtype=dtype, prepared=prepared_path(path, options.dtype))
+        except (ValueError, OSError, SafetensorError) as error:
+            # A damaged config or checkpoint: transformers' loader names the fault and the fix.
+            raise engine.UnsupportedModel(f"cannot read the model: {error}") from error
         if options.quantize != "none":
             from llmcli.quantize import quantize_model
 

@@ -317,7 +317,7 @@ def replay(loop: ChatLoop) -> None:
             loop.out.print(Text.assemble(("› ", "bold green"), render.escape_controls(m.content)))
             continue
         if loop.markdown:
-            loop.out.print(Markdown(render.escape_controls(m.content.strip())))
+            loop.out.print(Markdown(render.escape_controls(m.content.strip()), hyperlinks=False))  # no OSC 8 links
         else:
             loop.out.print(render.literal(m.content.strip()))
         if m.interrupted:

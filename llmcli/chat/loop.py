@@ -154,6 +154,8 @@ class ChatLoop:
             self._take_back_message()
             self.error(e)
             return
+        except BrokenPipeError:  # the reader of stdout left (`llmcli chat < script | head`): the chat is over
+            raise
         except Exception as e:  # noqa: BLE001 - a bug in one turn must not end the session
             logging.getLogger("llmcli").error("the reply failed", exc_info=True)  # shown with --verbose
             self._take_back_message()

@@ -37,6 +37,8 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import Style
 
+from llmcli.errors import BadInput
+
 ReadLine = Callable[[], "str | None"]
 QUOTES = '"""'
 STYLE = Style.from_dict({"prompt": "bold ansigreen", "placeholder": "ansibrightblack"})
@@ -59,15 +61,34 @@ def block_is_open(text: str) -> bool:
 
 
 def lines_reader(stream: TextIO) -> ReadLine:
-    """One message per line of `stream` (a `\"\"\"` block spans lines); None at the end."""
+    """One message per line of `stream` (a `\"\"\"` block spans lines); None at the end.
+
+    Lines are read as bytes and must be UTF-8, as every command's input must: a line that is
+    not ends the chat with one error line naming it (the replies so far stay printed)."""
+    raw = getattr(stream, "buffer", None)
+    count = 0
+
+    def next_line() -> str:
+        nonlocal count
+        if raw is None:
+            return stream.readline()
+        data = raw.readline()
+        count += 1
+        try:
+            return data.decode("utf-8").replace("\r\n", "\n")
+        except UnicodeDecodeError as e:
+            raise BadInput(
+                f"stdin line {count} is not UTF-8 text (byte 0x{data[e.start]:02X} at offset {e.start})",
+                "convert it first, e.g. `iconv -f latin1 -t utf-8`",
+            ) from None
 
     def read_line() -> str | None:
-        line = stream.readline()
+        line = next_line()
         if not line:
             return None
         text = line.rstrip("\n")
         while block_is_open(text):
-            more = stream.readline()
+            more = next_line()
             if not more:
                 break
             text += "\n" + more.rstrip("\n")

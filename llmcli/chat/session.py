@@ -18,6 +18,7 @@ Decisions:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -152,7 +153,9 @@ class ChatSession:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as e:
-            raise LlmcliError(f"cannot save to {target}: {e.strerror or e}") from e
+            full = e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+            hint = "free some disk space, or save somewhere else" if full else "check the path and its permissions"
+            raise LlmcliError(f"cannot save to {target}: {e.strerror or e}", hint + "; the chat is kept") from e
         return target
 
     @classmethod
@@ -192,7 +195,18 @@ class ChatSession:
             raise bad
         settings.validate()
         system = data.get("system")
+        if not all(_is_unicode(text) for text in [*(m.content for m in messages), str(system or "")]):
+            # JSON can spell a lone surrogate ("\udcff"); no tokenizer takes one, and /save never writes one.
+            raise LlmcliError(f"{source} holds text that is not valid Unicode (a lone surrogate)", "load a file written by /save")
         return cls(model=str(data.get("model") or ""), system=str(system) if system else None, settings=settings, messages=messages)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_setting(key: str, value: str):
@@ -205,4 +219,4 @@ def parse_setting(key: str, value: str):
         return int(text) if key in INTEGERS else float(text)
     except ValueError:
         off = " or 'none'" if key in OPTIONAL else ""
-        raise LlmcliError(f"{key} must be {kind}{off}, not '{text}'") from None
+        raise LlmcliError(f"{key} must be {kind}{off}, not '{text}'", "/set alone lists the settings and their values") from None

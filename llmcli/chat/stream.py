@@ -18,7 +18,9 @@ top padding and only its last has bottom padding.
 comes, nothing else.
 
 Model text is never Rich markup here: Markdown is parsed by markdown-it, not by Rich's
-markup parser, and control characters are made visible before anything is printed.
+markup parser, and control characters are made visible before anything is printed. A
+Markdown link is shown as its text and its address (`hyperlinks=False`), never as a
+terminal hyperlink (an OSC 8 escape whose target the model chose and the user cannot see).
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ class MarkdownStream:
         if self._fence:
             body: RenderableType = self._code(pending, top=self._fence_top, bottom=True)
         elif pending.strip():
-            body = _Trimmed(Markdown(pending, code_theme=self.code_theme))
+            body = _Trimmed(Markdown(pending, code_theme=self.code_theme, hyperlinks=False))
         else:
             return Text("")
         return Group(Text(""), body) if self._gap else body
@@ -181,7 +183,7 @@ class MarkdownStream:
             return
         if self._gap:
             self.console.print()
-        self.console.print(_Trimmed(Markdown(source, code_theme=self.code_theme)))
+        self.console.print(_Trimmed(Markdown(source, code_theme=self.code_theme, hyperlinks=False)))
         self._gap = gap_after
 
     def _print_code(self, code: str, *, bottom: bool) -> None:

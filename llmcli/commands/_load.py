@@ -7,10 +7,15 @@ from pathlib import Path
 from typing import Any
 
 
-def load(name: str | None, loading: dict[str, Any]):
-    """The `llmcli.Model` for `-m NAME` (None: the default model)."""
+def load(name: str | None, loading: dict[str, Any], *, views: bool = False):
+    """The `llmcli.Model` for `-m NAME` (None: the default model). `views`: for score, lens,
+    attention and neighbors, which run transformers' own modules; left to choose, they load
+    on transformers once rather than the engine and then transformers beside it."""
     from llmcli.api import load as load_model
     from llmcli.render.progress import LoadProgress
+
+    if views and loading.get("engine", "auto") == "auto":
+        loading = {**loading, "engine": "transformers"}
 
     with LoadProgress(progress_label(name)) as progress:
         return load_model(name, progress=progress, **loading)

@@ -53,7 +53,7 @@ def attention(
     if heads and (head is not None or mean or layer is not None or drop_first or start is not None or end is not None):
         raise BadInput("--heads shows every head of every layer", "drop --layer/--head/--mean/--drop-first/--from/--to, or --heads")
     source = _input.read_text("attention", text, file, what="text")
-    loaded = load(model, loading)
+    loaded = load(model, loading, views=True)
     if heads:
         result = loaded.attention_heads(source)
     else:

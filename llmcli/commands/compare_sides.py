@@ -115,6 +115,9 @@ def each_side(pool: Any, sides: tuple, text: str, system: str | None, on_loading
             on_loading(first_side_of(sides, name))
             with naming(first_side_of(sides, name)):
                 pool.get(name)
+        for side in sides:  # every prompt built once before any side runs: a template that fails, fails first
+            with naming(side):
+                side_prompt(pool.get(side.model), text, system, side)
     for i, side in enumerate(sides):
         if not pool.is_loaded(side.model):
             on_loading(side)

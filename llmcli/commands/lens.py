@@ -55,7 +55,7 @@ def lens(
     if target == "":
         raise BadInput("--target is empty", 'give the token to follow, e.g. --target " Paris"')
     source = _input.read_text("lens", text, file)
-    loaded = load(model, loading)
+    loaded = load(model, loading, views=True)
     prompt = loaded.prompt(source, mode="chat" if chat else "raw")
     count = len(prompt.ids)
     console = views.recording(bool(svg or html))

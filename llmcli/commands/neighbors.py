@@ -57,11 +57,11 @@ def neighbors(
         raise BadInput("--vector shows one token's vector", "drop --analogy, or --vector")
     if num < 1:
         raise BadInput(f"--num must be at least 1 (got {num})", "it is how many neighbours to list")
-    with _input.flags(("the analogy", "--analogy")):
+    with _input.flags(("the analogy", "--analogy"), ("dims", "--dims")):
         if analogy is not None:
             parse_analogy(analogy)  # a malformed expression fails before any model loads
         names = model or [None]
-        results = [_ask(load(name, loading), token, analogy, method.value, num, all_pieces, average, center, vector, dims, len(names) > 1) for name in names]
+        results = [_ask(load(name, loading, views=True), token, analogy, method.value, num, all_pieces, average, center, vector, dims, len(names) > 1) for name in names]
     answered = [r for r in results if not isinstance(r, Refused)]
     if not answered:
         raise BadInput(results[0].message, results[0].hint)

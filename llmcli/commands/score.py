@@ -61,8 +61,8 @@ def score(
     source = _input.read_text("score", text, file, what="text")
     reports = []
     for name in model or [None]:
-        loaded = load(name, loading)
-        with ScoringProgress(loaded.label) as progress, _input.flags(("stride", "--stride")):
+        loaded = load(name, loading, views=True)
+        with ScoringProgress(loaded.label) as progress, _input.flags(("stride", "--stride"), ("window", "--window")):
             reports.append(loaded.score(source, chat=chat, user=user, system=system, stride=stride, window=window, progress=progress))
     if json:
         render.print_json([r.to_dict() for r in reports])

@@ -19,12 +19,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 from llmcli.engine.config import EngineConfig, UnsupportedModel
+
+log = logging.getLogger(__name__)
 
 _PREFIXES = ("model.", "model.language_model.", "language_model.model.")
 _HEADS = ("lm_head.weight", "language_model.lm_head.weight")
@@ -87,25 +90,46 @@ def prepared_weights(model_dir: Path, config: EngineConfig, dtype: torch.dtype, 
     beside the copies (about twice the weights in memory); a file of the engine's own layout
     maps in milliseconds and pages in only what is used. The file is written beside `path`
     under a temporary name and renamed into place, so a half-written file is never read.
-    A tied head is stored once and tied again here.
+    A tied head is stored once and tied again here. A file that no longer reads is rebuilt;
+    a cache that cannot be written only costs the speed-up (the weights stay in memory).
     """
+    if path.is_file():
+        try:
+            return _mapped(path)
+        except Exception as error:  # a file cut short or damaged since it was written: rebuilt, never trusted
+            log.debug("rebuilding %s: %s", path, error)
+            path.unlink(missing_ok=True)
+    from safetensors import SafetensorError
+
+    state = read_weights(model_dir, config, dtype)
+    try:
+        _write(state, path)
+    except (OSError, SafetensorError) as error:  # an unwritable or full cache only costs the speed-up: run from the copies in memory
+        log.debug("not caching the engine's weights at %s: %s", path, error)
+        return state
+    return _mapped(path)
+
+
+def _write(state: dict[str, torch.Tensor], path: Path) -> None:
     import os
     import uuid
 
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
-    if not path.is_file():
-        state = read_weights(model_dir, config, dtype)
-        tied = state["lm_head.weight"] is state["embed.weight"]
-        tensors = {k: v.contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            save_file(tensors, str(tmp), metadata={"tied": str(tied)})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    tied = state["lm_head.weight"] is state["embed.weight"]
+    tensors = {k: v.contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"tied": str(tied)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _mapped(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
     with safe_open(str(path), framework="pt", device="cpu") as f:
         state = {name: f.get_tensor(name) for name in f.keys()}
         tied = (f.metadata() or {}).get("tied") == "True"

@@ -198,7 +198,13 @@ def score_ids(
     ids = list(ids)
     if not 1 <= start < len(ids):
         raise BadInput("there are no tokens to score", "give a text of at least two tokens")
-    window = window or getattr(parts.text_config(model), "max_position_embeddings", None) or len(ids)
+    context = getattr(parts.text_config(model), "max_position_embeddings", None)
+    if window and context and window > context:
+        raise BadInput(
+            f"window {window:,} is more than the model's context window of {context:,} tokens",
+            f"one forward pass reads at most {context:,} tokens; longer texts are scored in windows",
+        )
+    window = window or context or len(ids)
     bos_id = getattr(tokenizer, "bos_token_id", None)
     bos = bos_id is not None and ids[0] == bos_id
     stride = window // 2 if stride is None else stride

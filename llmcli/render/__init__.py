@@ -6,7 +6,10 @@ errors). Rich already drops colour when its file is not a terminal and honours N
 
 Text that comes from a model or a tokenizer is never handed to Rich as markup: it goes
 through `literal()`, which also makes control characters visible, so a model that emits
-`[bold]` or ESC[31m cannot restyle the user's terminal.
+`[bold]` or ESC[31m cannot restyle the user's terminal. The bidi overrides and isolates
+(U+202A-U+202E, U+2066-U+2069), which reorder what follows them on the line ("Trojan
+Source"), are made visible too, and so are lone surrogates (a saved file or
+surrogateescape input can hold them; no terminal encoding can write them).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ PIPE_WIDTH = 10_000  # "as wide as it needs": layouts printed into a pipe never 
 
 # C0 controls except tab and newline, DEL, and the C1 block. ESC is the dangerous one.
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)]}
+# Bidi overrides and isolates, and surrogates (only ever lone in a str).
+_INVISIBLE = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
+_CONTROL.update({c: f"\\u{c:04x}" for c in _INVISIBLE})
 
 
 # Consoles are made per call, not cached: Rich decides colour support when a Console is
@@ -100,9 +106,10 @@ def warn(message: str) -> None:
 
 
 def print_json(data: object) -> None:
-    """One JSON document on stdout, token text readable (ensure_ascii off) but with DEL
-    and the C1 controls escaped too: `json.dumps` escapes only U+0000-U+001F, and U+009B
-    is a one-character CSI to some terminals."""
+    """One JSON document on stdout, token text readable (ensure_ascii off) but with DEL,
+    the C1 controls, bidi overrides and lone surrogates escaped too: `json.dumps` escapes
+    only U+0000-U+001F, and U+009B is a one-character CSI to some terminals. (Escaped,
+    they are the same JSON: a reader gets the same strings back.)"""
     import json
 
     text = json.dumps(data, ensure_ascii=False, indent=2)
@@ -110,7 +117,7 @@ def print_json(data: object) -> None:
     sys.stdout.flush()
 
 
-_C1_ESCAPES = {c: f"\\u{c:04x}" for c in [0x7F, *range(0x80, 0xA0)]}
+_C1_ESCAPES = {c: f"\\u{c:04x}" for c in [0x7F, *range(0x80, 0xA0), *_INVISIBLE]}
 
 
 def sampling_words(settings) -> list[str]:

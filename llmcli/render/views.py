@@ -132,20 +132,37 @@ def check_exports(json: bool, svg: Path | None, html: Path | None) -> None:
 
 
 def recording(record: bool) -> Console:
-    """The stdout console; recording when an export was asked for."""
-    return Console(highlight=False, record=True) if record else render.stdout()
+    """The stdout console; recording when an export was asked for (a reader that leaves
+    the pipe early is no error for either)."""
+    return render._Console(highlight=False, record=True) if record else render.stdout()
 
 
 def save_exports(console: Console, svg: Path | None, html: Path | None, title: str) -> None:
-    """Write what `console` printed as SVG and/or HTML (Rich's export), and say so on stderr."""
+    """Write what `console` printed as SVG and/or HTML (Rich's export), and say so on stderr.
+    Each file is written beside its target and renamed over it: a full disk or a Ctrl-C
+    never leaves half a file (nor destroys the one there before)."""
+    import errno
+    import os
+    import tempfile
+
     for path, kind in ((svg, "svg"), (html, "html")):
         if path is None:
             continue
+        document = console.export_svg(title=title, clear=False) if kind == "svg" else console.export_html(clear=False)
+        target = Path(path).expanduser()
+        tmp = None
         try:
-            if kind == "svg":
-                console.save_svg(str(path), title=title, clear=False)
-            else:
-                console.save_html(str(path), clear=False)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(document)
+            os.replace(tmp, target)
         except OSError as e:
-            raise LlmcliError(f"cannot write {path}: {e.strerror or e}", "check that the directory exists and is writable") from None
+            full = e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+            raise LlmcliError(
+                f"cannot write {path}: {e.strerror or e}",
+                "free some disk space, or write it somewhere else" if full else "check that the directory exists and is writable",
+            ) from None
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
         render.stderr().print(render.literal(f"wrote {path}", style="dim"), soft_wrap=True)
