@@ -48,7 +48,7 @@ BAD_REQUESTS = [
     ("/chat/completions", {"messages": [{"role": "user", "content": "word " * 200}]}, 413, "context_length_exceeded"),
     ("/completions", {"prompt": "x", "max_tokens": 0}, 400, None),
     ("/completions", {"prompt": "", "max_tokens": 3}, 400, "prompt"),
-    ("/completions", {"prompt": [99999], "max_tokens": 3}, 400, None),
+    ("/completions", {"prompt": [99999], "max_tokens": 3}, 400, "prompt"),
     ("/completions", {"prompt": "word " * 200, "max_tokens": 0, "echo": True, "logprobs": 1}, 413, "context_length_exceeded"),
     ("/completions", {"max_tokens": 3}, 400, "prompt"),
 ]

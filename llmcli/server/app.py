@@ -125,6 +125,8 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
     async def completions(body: CompletionRequest, request: Request) -> Any:
         runner = served.runner(body.model)
         model = runner.model
+        if isinstance(body.prompt, list):
+            _check_ids(runner, body.prompt, "prompt")
         prompt = _raw_prompt(model, body.prompt)
         _note(request, runner.name, None, tokens_in=len(prompt.ids), stream=body.stream)
         rid = fmt.request_id("cmpl")
@@ -194,6 +196,7 @@ def create_app(models: dict[str, Any], *, api_key: str | None = None, max_body: 
     async def detokenize(body: DetokenizeRequest, request: Request) -> dict:
         runner = served.runner(body.model)
         request.state.log.update(model=runner.name, tokens_in=len(body.tokens))
+        _check_ids(runner, body.tokens, "tokens")
         return {"prompt": runner.model.detokenize(body.tokens).text}
 
     app.router.redirect_slashes = False
@@ -225,10 +228,18 @@ def _settings(model: Any, body: Any, max_new_tokens: int | None) -> SamplingSett
     return replace(SamplingSettings(), **values, stop=tuple(stop), max_new_tokens=limit).validate()
 
 
+def _check_ids(runner: ModelRunner, ids: list[int], param: str) -> None:
+    """400 for an id outside the vocabulary, naming the model as served, never its path here."""
+    size = runner.model.view.vocab_size
+    outside = next((t for t in ids if not 0 <= t < size), None)
+    if outside is not None:
+        raise ApiError(400, f"token id {outside} is not in {runner.name}'s vocabulary (ids run from 0 to {size - 1})", param=param)
+
+
 def _raw_prompt(model: Any, prompt: str | list[int]) -> Prompt:
     if isinstance(prompt, str):
         return model.prompt(prompt, mode="raw")
-    text = model.detokenize(prompt).text  # checks every id is in the vocabulary
+    text = model.detokenize(prompt).text
     return Prompt(text, list(prompt), "raw")
 
 
