@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
+from llmcli.backends.engine import prepared_path
 from llmcli.engine import load, load_tokenizer
 from tests.test_engine_tokenizer import CONVERSATIONS, HARD_TEXT
 
@@ -40,7 +41,8 @@ def pair(name: str):
     if name not in _cache:
         path = converted(name)
         reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-        _cache[name] = (load(path), reference, load_tokenizer(path))
+        # The weights as a user's run maps them: the engine's prepared layout, from the cache.
+        _cache[name] = (load(path, prepared=prepared_path(path, "float32")), reference, load_tokenizer(path))
     return _cache[name]
 
 

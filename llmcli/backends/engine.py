@@ -145,7 +145,7 @@ class EngineBackend:
         return replace(model_info(self.hf()), engine=self.engine)
 
 
-ENGINE_FORMAT = 1  # bump when the engine's weight layout changes: every prepared file is rebuilt
+ENGINE_FORMAT = 2  # bump when the engine's weight layout changes: every prepared file is rebuilt
 
 
 def prepared_path(model_dir: Path, dtype: str) -> Path:

@@ -117,7 +117,7 @@ def _write(state: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     tied = state["lm_head.weight"] is state["embed.weight"]
-    tensors = {k: v.contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
+    tensors = {k: (v.t() if _is_matrix(k) else v).contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -133,9 +133,23 @@ def _mapped(path: Path) -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt", device="cpu") as f:
         state = {name: f.get_tensor(name) for name in f.keys()}
         tied = (f.metadata() or {}).get("tied") == "True"
+    state = {k: v.t() if _is_matrix(k) else v for k, v in state.items()}  # back to [out, in], as views
     if tied:
         state["lm_head.weight"] = state["embed.weight"]
     return state
+
+
+# The matrices a decode step multiplies by are stored transposed, [in, out], and used as
+# [out, in] views of that storage. nn.Linear's F.linear(x, W) then multiplies x by a
+# contiguous [in, out] matrix, which torch's CPU kernel (MKL's AVX2 path here) reads about
+# twice as fast as the [out, in] layout checkpoints use: the 49152 x 576 head of smollm2 in
+# 9.5 ms instead of 17.2 ms (benchmarks/README.md). The embedding lookup reads its rows from
+# the same storage, strided, a few hundred bytes per token.
+_MATRICES = ("attn.qkv.weight", "attn.o.weight", "mlp.gate_up.weight", "mlp.down.weight", "embed.weight", "lm_head.weight")
+
+
+def _is_matrix(name: str) -> bool:
+    return name.endswith(_MATRICES)
 
 
 def _layer(i: int, config: EngineConfig, get, norm) -> dict[str, torch.Tensor]:
