@@ -179,6 +179,34 @@ def test_a_prompts_own_logprobs_through_echo(remote, tiny_model_dir):
     assert math.isclose(there.total, here.total, abs_tol=1e-3)
 
 
+def test_score_remote_equals_local_with_ranks_inside_the_servers_top_20(cli, remote, tiny_model_dir):
+    """The server scores the text from its echo logprobs: every token's log-probability is the
+    local one; a rank inside the top 20 is the local rank, one past it is shown >20 and put in
+    the bucket beyond top-20 (the tiny model's random weights give plenty of both)."""
+    text = "the cat sat on the mat and the dog ran off with a blue hat " * 4
+    [there] = run_json(cli, "score", text, *remote)
+    [here] = run_json(cli, "score", text, "-m", str(tiny_model_dir))
+    assert there["first"] == here["first"] and len(there["scores"]["tokens"]) == len(here["scores"]["tokens"])
+    pairs = list(zip(there["scores"]["tokens"], here["scores"]["tokens"]))
+    assert max(abs(a["logprob"] - b["logprob"]) for a, b in pairs) < TOL
+    assert {a["ranked"] for a, _ in pairs} == {20} and all("ranked" not in b for _, b in pairs)
+    for a, b in pairs:
+        if b["rank"] <= 20:
+            assert a["rank"] == b["rank"] and a["bucket"] == ("top-10" if b["rank"] <= 10 else "top-20")
+        else:
+            assert a["rank"] == 21 and a["bucket"] == "beyond top-20"
+    assert {"beyond top-20"} < {a["bucket"] for a, _ in pairs}  # ranks past the top 20 and inside it
+    assert math.isclose(there["scores"]["totals"]["perplexity"], here["scores"]["totals"]["perplexity"], rel_tol=1e-4)
+    shown = cli("score", text, *remote)
+    assert shown.exit_code == 0 and "from the server's top 20" in shown.stdout
+
+
+def test_score_remote_refuses_what_needs_the_weights_in_one_line(cli, remote):
+    for flags in (("--chat",), ("--window", "8")):
+        r = cli("score", "the cat sat", *flags, *remote)
+        assert r.exit_code == 1 and r.stderr.count("\n") == 2 and "needs the model in this process" in r.stderr
+
+
 # ---------------------------------------------------------------- the remote path stays light
 
 

@@ -43,6 +43,8 @@ class Inspecting:
         reply's tokens are scored)."""
         from llmcli.inspect import score as sc
 
+        if "remote" in self.backend.capabilities:
+            return self._score_served(text, chat=chat, stride=stride, window=window)
         model, tokenizer = self._weights("logits")
         options = {"stride": stride, "window": window, "progress": progress}
         if not chat:
@@ -56,6 +58,18 @@ class Inspecting:
         continuation = " " + reply if prompt.mode == "template" else reply
         reply_ids = tokenizer(continuation, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         return sc.score_reply(model, tokenizer, prompt.ids, list(reply_ids), text=reply, mode=prompt.mode, label=self.label, **options)
+
+    def _score_served(self, text: str, *, chat: bool, stride: int | None, window: int | None):
+        """A remote model scores a raw text from its server's own log-probabilities of it
+        (echo + logprobs, the server's top 20 at each position), in one pass."""
+        from llmcli.inspect import score as sc
+
+        if chat or stride is not None or window is not None:
+            flag = "--chat" if chat else "--stride/--window"
+            raise LlmcliError(f"{flag} needs the model in this process: a server scores a raw text in one pass", "leave it out, or use a local model")
+        if not text.strip():
+            raise LlmcliError("the text is empty: there is nothing to score", 'give some text, e.g. llmcli score "The capital of France is Paris."')
+        return sc.score_served(self.prompt_logprobs(text, top=20), label=self.label)  # type: ignore[attr-defined]
 
     def score_reply(self, prompt: Prompt, reply_ids: Sequence[int], *, text: str = "", progress: Callable[[int, int], Any] | None = None):
         """Score `reply_ids` as the continuation of `prompt` (chat's /score: what the model

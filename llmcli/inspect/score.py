@@ -47,12 +47,25 @@ _BUCKET_LIMITS = (10, 100, 1000)
 Progress = Callable[[int, int], None]  # (tokens scored so far, tokens to score)
 
 
-def bucket_of(rank: int) -> str:
+def bucket_names(ranked: int | None = None) -> tuple[str, ...]:
+    """GLTR's buckets; with ranks known only up to `ranked` (a server's top N), the buckets
+    that can be told apart: top-10, top-N and beyond top-N."""
+    if ranked is None:
+        return BUCKETS
+    return tuple(f"top-{limit}" for limit in _limits(ranked)) + (f"beyond top-{ranked}",)
+
+
+def _limits(ranked: int | None) -> tuple[int, ...]:
+    return _BUCKET_LIMITS if ranked is None else (*(limit for limit in _BUCKET_LIMITS if limit < ranked), ranked)[-2:]
+
+
+def bucket_of(rank: int, ranked: int | None = None) -> str:
     """GLTR's bucket for a 1-based rank."""
-    for limit, name in zip(_BUCKET_LIMITS, BUCKETS):
+    names = bucket_names(ranked)
+    for limit, name in zip(_limits(ranked), names):
         if rank <= limit:
             return name
-    return BUCKETS[-1]
+    return names[-1]
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class ScoredToken:
     context: int  # tokens the model saw before this one (its window, BOS included)
     bytes: int  # UTF-8 bytes this token stands for
     expected: tuple[Expected, ...]  # the model's top choices here, most likely first
+    ranked: int | None = None  # ranks known only up to here (a server's top N; rank N + 1 = beyond); None: exact
 
     @property
     def prob(self) -> float:
@@ -87,7 +101,11 @@ class ScoredToken:
 
     @property
     def bucket(self) -> str:
-        return bucket_of(self.rank)
+        return bucket_of(self.rank, self.ranked)
+
+    @property
+    def rank_text(self) -> str:
+        return f">{self.ranked}" if self.ranked is not None and self.rank > self.ranked else f"{self.rank:,}"
 
 
 @dataclass(frozen=True)
@@ -118,7 +136,7 @@ class Scores:
     window: int  # the most tokens one forward pass saw
     stride: int  # with several windows: the least context a token past the first one had
     windows: int  # forward passes made
-    vocab_size: int
+    vocab_size: int  # 0: not known (a remote model)
 
     @property
     def windowed(self) -> bool:
@@ -140,6 +158,8 @@ class ScoreReport:
         data = asdict(self)
         for token, source in zip(data["scores"]["tokens"], self.scores.tokens):
             token.update(prob=source.prob, surprisal_bits=source.surprisal_bits, bucket=source.bucket)
+            if source.ranked is None:
+                del token["ranked"]
         totals = self.scores.totals
         data["scores"]["totals"].update(
             buckets=dict(totals.buckets),
@@ -262,7 +282,7 @@ def score_ids(
 
 
 def totals_of(tokens: Sequence[ScoredToken]) -> ScoreTotals:
-    counts = {name: 0 for name in BUCKETS}
+    counts = {name: 0 for name in bucket_names(tokens[0].ranked if tokens else None)}
     for token in tokens:
         counts[token.bucket] += 1
     return ScoreTotals(
@@ -303,6 +323,40 @@ def score_reply(
     ids = [*prompt_ids, *reply_ids]
     scores = score_ids(model, tokenizer, ids, start=len(prompt_ids), **options)
     return ScoreReport(label, mode, text, "reply", (), scores)
+
+
+def score_served(scored: Any, *, label: str = "") -> ScoreReport:
+    """A raw text's score from a server's own log-probabilities of it (`PromptLogprobs`, from
+    /v1/completions with echo + logprobs): the same report, with ranks known only inside the
+    server's top N and nothing a server does not say (its vocabulary size) made up."""
+    entries = list(scored.tokens)
+    if len(entries) < 2:
+        raise BadInput("there are no tokens to score", "give a text of at least two tokens")
+    ranked = min((len(e.top) for e in entries[1:]), default=0) or None
+    if ranked is None:
+        raise BadInput(f"{label} gave no top log-probabilities with the text", "score needs a server that returns them with echo (llmcli serve, vLLM)")
+    tokens = []
+    for position, entry in enumerate(entries[1:], start=1):
+        same = [i for i, alt in enumerate(entry.top) if (alt.id, alt.text) == (entry.id, entry.text) or (alt.id is None and alt.text == entry.text)]
+        tokens.append(
+            ScoredToken(
+                position=position,
+                id=entry.id,
+                text=entry.text,
+                special=False,
+                logprob=entry.logprob,
+                rank=same[0] + 1 if same and same[0] < ranked else ranked + 1,
+                context=position,
+                bytes=len(entry.bytes if entry.bytes is not None else entry.text.encode("utf-8")),
+                expected=tuple(Expected(alt.id, alt.text, False, math.exp(alt.logprob)) for alt in entry.top[:3]),
+                ranked=ranked,
+            )
+        )
+    first = entries[0]
+    bos = not scored.text.startswith(first.text)  # a BOS token the server put in front: not the text's own
+    leading = () if bos else (PromptToken(first.id, first.text, False),)
+    scores = Scores(tuple(tokens), totals_of(tokens), window=len(entries), stride=0, windows=1, vocab_size=0)
+    return ScoreReport(label, "raw", scored.text, "bos" if bos else "unscored", leading, scores)
 
 
 # ---------------------------------------------------------------------------- bytes

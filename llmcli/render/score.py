@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from llmcli import render
-from llmcli.inspect.score import BUCKETS, ScoredToken, ScoreReport
+from llmcli.inspect.score import ScoredToken, ScoreReport
 from llmcli.render import views
 from llmcli.render.pieces import quoted, short_percent, token_text
 
@@ -38,8 +38,14 @@ def heat_style(bits: float) -> str:
     return f"{'#ffffff' if dark else '#000000'} on {colour}"
 
 
+def bucket_style(bucket: str) -> str:
+    """GLTR's colour; a server's coarser buckets (top-10, top-20, beyond top-20) take the
+    colours of the ranks they hold: green, yellow, purple."""
+    return GLTR.get(bucket) or (GLTR["beyond"] if bucket.startswith("beyond") else GLTR["top-100"])
+
+
 def token_style(token: ScoredToken, by: str) -> str:
-    return GLTR[token.bucket] if by == "rank" else heat_style(token.surprisal_bits)
+    return bucket_style(token.bucket) if by == "rank" else heat_style(token.surprisal_bits)
 
 
 def _piece(text: str, style: str) -> Text:
@@ -64,8 +70,8 @@ def coloured_text(report: ScoreReport, by: str) -> Text:
 
 def _legend(report: ScoreReport, by: str, console: Console) -> Text:
     if by == "rank":
-        counts = dict(report.scores.totals.buckets)
-        return Text.assemble(("rank: ", "dim"), views.legend(((GLTR[b], f"{b} {counts[b]}") for b in BUCKETS), console))
+        buckets = report.scores.totals.buckets
+        return Text.assemble(("rank: ", "dim"), views.legend(((bucket_style(b), f"{b} {n}") for b, n in buckets), console))
     items = [(f"on {c}", f"{floor}+" if i == len(HEAT) - 1 else f"{floor}") for i, (floor, c) in enumerate(HEAT)]
     return Text.assemble(("surprisal, bits: ", "dim"), views.legend(items, console))
 
@@ -87,7 +93,7 @@ def _token_rows(report: ScoreReport, console: Console):
     for token in report.leading:
         t.add_row("", token_text(token.text, token.special), "—", "not scored", "")
     for token in report.scores.tokens:
-        t.add_row(str(token.position), token_text(token.text, token.special), f"{token.rank:,}", token.bucket, f"{token.surprisal_bits:.2f}")
+        t.add_row(str(token.position), token_text(token.text, token.special), token.rank_text, token.bucket, f"{token.surprisal_bits:.2f}")
     return t
 
 
@@ -104,6 +110,8 @@ def _totals(report: ScoreReport, console: Console):
         t.add_row("window", f"{scores.windows} windows of ≤{scores.window:,} tokens, stride {scores.stride:,}: every token scored once, with at least {scores.stride:,} tokens of context")
     else:
         t.add_row("window", f"one pass over {scores.window:,} tokens")
+    if scores.tokens and scores.tokens[0].ranked is not None:
+        t.add_row("ranks", f"from the server's top {scores.tokens[0].ranked} log-probabilities: a rank past them is shown >{scores.tokens[0].ranked}")
     return t
 
 
@@ -123,7 +131,7 @@ def _surprises(report: ScoreReport, count: int, console: Console):
                 expected.append("  ")
             expected.append_text(token_text(e.text, e.special))
             expected.append(f" {short_percent(e.prob)}", style="dim")
-        t.add_row(str(token.position), token_text(token.text, token.special), short_percent(token.prob), f"{token.rank:,}", f"{token.surprisal_bits:.1f}", expected)
+        t.add_row(str(token.position), token_text(token.text, token.special), short_percent(token.prob), token.rank_text, f"{token.surprisal_bits:.1f}", expected)
     return t
 
 
@@ -155,7 +163,7 @@ def _comparison(reports: Sequence[ScoreReport], console: Console):
         ("bits per byte", lambda r: f"{r.scores.totals.bits_per_byte:.3f}"),
         ("bits per token", lambda r: f"{r.scores.totals.bits_per_token:.3f}"),
         ("perplexity", lambda r: f"{r.scores.totals.perplexity:,.2f}"),
-        ("top-10 share", lambda r: f"{dict(r.scores.totals.buckets)['top-10'] / r.scores.totals.tokens:.0%}"),
+        ("top-10 share", lambda r: f"{dict(r.scores.totals.buckets).get('top-10', 0) / r.scores.totals.tokens:.0%}"),
     ]
     for name, value in rows:
         t.add_row(name, *[value(r) for r in reports])
