@@ -90,6 +90,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_llamacpp.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_process.py
+	$(BIN)/python benchmarks/bench_remote.py
+	$(BIN)/python benchmarks/profile_decode.py -m smollm2 -m gemma3-270m
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info
