@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from llmcli.errors import BadInput, LlmcliError
 
@@ -62,6 +62,22 @@ class Prompt:
 
 
 # ---------------------------------------------------------------- building prompts
+
+
+class TokenizerPrompts:
+    """The prompt half of the backend protocol for a backend that holds its tokenizer here
+    (`self.tokenizer`): the engine's and transformers'."""
+
+    tokenizer: Any
+
+    def has_chat_template(self) -> bool:
+        return has_chat_template(self.tokenizer)
+
+    def raw_prompt(self, text: str) -> Prompt:
+        return build_raw_prompt(self.tokenizer, text)
+
+    def chat_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> Prompt:
+        return build_chat_prompt(self.tokenizer, list(messages), add_generation_prompt=add_generation_prompt)
 
 
 def has_chat_template(tokenizer: Any) -> bool:

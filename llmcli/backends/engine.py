@@ -21,11 +21,11 @@ from llmcli import prompting
 from llmcli.backends import CAPABILITIES
 from llmcli.generation import Generation, generate
 from llmcli.models import LoadedModel, LoadOptions, ModelRef
-from llmcli.prompting import Message, Prompt
+from llmcli.prompting import Prompt
 from llmcli.sampling import SamplingSettings
 
 
-class EngineBackend:
+class EngineBackend(prompting.TokenizerPrompts):
     capabilities = CAPABILITIES
     engine = "llmcli"
 
@@ -63,15 +63,6 @@ class EngineBackend:
         return cls(model, tokenizer, ref, path, options, time.perf_counter() - start, converted)
 
     # ---------------------------------------------------------------- the backend protocol
-
-    def has_chat_template(self) -> bool:
-        return prompting.has_chat_template(self.tokenizer)
-
-    def raw_prompt(self, text: str) -> Prompt:
-        return prompting.build_raw_prompt(self.tokenizer, text)
-
-    def chat_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> Prompt:
-        return prompting.build_chat_prompt(self.tokenizer, list(messages), add_generation_prompt=add_generation_prompt)
 
     def generation(self, prompt: Prompt, settings: SamplingSettings, *, top_logprobs: int = 0) -> Generation:
         room = min(len(prompt.ids) + settings.max_new_tokens, self.context_length)

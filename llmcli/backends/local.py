@@ -13,11 +13,11 @@ from llmcli import forward, prompting
 from llmcli.backends import CAPABILITIES
 from llmcli.generation import Generation, generate
 from llmcli.models import LoadedModel, recommended_sampling
-from llmcli.prompting import Message, Prompt
+from llmcli.prompting import Prompt
 from llmcli.sampling import SamplingSettings
 
 
-class LocalBackend:
+class LocalBackend(prompting.TokenizerPrompts):
     capabilities = CAPABILITIES
     engine = "transformers"
 
@@ -28,15 +28,6 @@ class LocalBackend:
         self.label = loaded.label
         self.context_length = loaded.context_length
         self.load_seconds = loaded.load_seconds
-
-    def has_chat_template(self) -> bool:
-        return prompting.has_chat_template(self.tokenizer)
-
-    def raw_prompt(self, text: str) -> Prompt:
-        return prompting.build_raw_prompt(self.tokenizer, text)
-
-    def chat_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> Prompt:
-        return prompting.build_chat_prompt(self.tokenizer, list(messages), add_generation_prompt=add_generation_prompt)
 
     def generation(self, prompt: Prompt, settings: SamplingSettings, *, top_logprobs: int = 0) -> Generation:
         return generate(
