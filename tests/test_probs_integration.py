@@ -22,12 +22,14 @@ _LOADED: dict[str, object] = {}
 
 @pytest.fixture
 def model(real_cache, request):
-    """A loaded embedded model, kept for the whole module (loading takes a second or two)."""
-    from llmcli.models import load_model
+    """An embedded model as `llmcli probs` loads it (the engine, by default), kept for the
+    whole module. The expected numbers below are computed here from its own logits; that
+    those logits are transformers' (within 1e-4) is tests/test_engine_integration.py's."""
+    import llmcli
 
     alias = request.param
     if alias not in _LOADED:
-        _LOADED[alias] = load_model(alias)
+        _LOADED[alias] = llmcli.load(alias)
     return _LOADED[alias]
 
 
@@ -37,12 +39,10 @@ def probs_json(cli, alias: str, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def logits_after(loaded, text: str) -> tuple[list[int], torch.Tensor]:
-    from llmcli.prompting import build_raw_prompt
-
-    ids = build_raw_prompt(loaded.tokenizer, text).ids
+def logits_after(model, text: str) -> tuple[list[int], torch.Tensor]:
+    ids = list(model.prompt(text, mode="raw").ids)
     with torch.no_grad():
-        logits = loaded.model(torch.tensor([ids])).logits[0, -1].float()
+        logits = model.logits(ids)[-1].float()
     return ids, logits
 
 
