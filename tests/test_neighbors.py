@@ -16,7 +16,7 @@ from llmcli.errors import BadInput
 from llmcli.inspect import neighbors as nb
 from tests.tiny_inspect_models import tiny_gemma_dir, untied_llama_dir  # noqa: F401  (fixtures)
 
-WORDS = ["the", "capital", "France", "model", "dog", "cat", "sea", "token", "world", "Good", "morning", "night", "quick", "sat"]
+WORDS = ["the", "capital", "France", "model", "dog", "cat", "sea", "token", "world", "Good", "morning", "night", "quick", "sat", "torch"]
 _LOADED: dict[str, object] = {}
 
 

@@ -358,7 +358,10 @@ def write_tiny_gguf(hf_dir: Path, gguf_path: Path) -> Path:
 def spm_like_dir(path: Path, model_dir: Path) -> Path:
     """A Gemma-shaped tokenizer saved as a model directory: `▁`, byte fallback, BOS on encode.
 
-    The alphabet is limited so accents, CJK and emoji fall back to `<0xNN>` byte tokens.
+    The alphabet is the training text's ASCII characters, so accents, CJK and emoji fall back to
+    `<0xNN>` byte tokens. It is given explicitly: with `limit_alphabet` alone the trainer picks
+    among equally frequent characters in hash order, which differs from process to process, and
+    the vocabulary (which words are one token) changed between runs.
     The model directory's config.json is borrowed so `-m path` resolves it as a model.
     """
     from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -368,8 +371,12 @@ def spm_like_dir(path: Path, model_dir: Path) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, limit_alphabet=70, show_progress=False)
-    tok.train_from_iterator(TRAINING_TEXT, trainer=trainer)
+    text = ["".join(c for c in line if c.isascii()) for line in TRAINING_TEXT]
+    alphabet = sorted(set("".join(text).replace(" ", "▁")))
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=alphabet, limit_alphabet=len(alphabet), show_progress=False
+    )
+    tok.train_from_iterator(text, trainer=trainer)
     data = json.loads(tok.to_str())
     vocab = data["model"]["vocab"]
     for b in range(256):
