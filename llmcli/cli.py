@@ -1,8 +1,9 @@
 """The `llmcli` command: the root Typer app, `--version`, and the one error boundary.
 
-This module and the command modules it imports must stay light: `llmcli --help` and
-`--version` never import torch or transformers (a test checks it). Command modules
-declare their options at import time and import heavy libraries inside their bodies.
+This module must stay light: `llmcli --help` and `--version` never import torch or
+transformers, nor any command's module (tests check it). A command's module is imported
+when that command is run; it declares its options at import time and imports heavy
+libraries inside its body.
 
 Errors meet the user here, once: a `LlmcliError` becomes `error: …` and `hint: …` on
 stderr and exit 1; a usage error (bad flag value) becomes one line and exit 2; Ctrl-C
@@ -14,18 +15,76 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
-from typer.core import TyperGroup
+import typer.main
+from typer._click.exceptions import NoArgsIsHelpError
+from typer.core import TyperCommand, TyperGroup
 
 from llmcli import __version__, render
 from llmcli.errors import LlmcliError
 from llmcli import state
 
 
+RICH_MARKUP_MODE = "rich"
+
+
+class Command(NamedTuple):
+    module: str  # llmcli.commands.<module>, whose register(app) adds the command
+    summary: str  # the first line of the command's help (tests/test_cli.py checks they agree)
+
+
+# In the order `--help` lists them. A command's module is imported, and its options built, only
+# when that command runs (or shows its own help): listing them all here keeps `llmcli --help`
+# and every single command from paying for the other twelve.
+COMMANDS = {
+    "chat": Command("chat", "Chat with a model: streamed Markdown replies, slash commands (/help), stats after each reply."),
+    "generate": Command("generate", "Generate text from a prompt and stream it to stdout."),
+    "info": Command("info", "Architecture, parameter counts by part, memory per dtype, special tokens, origin."),
+    "tokenize": Command("tokenize", "Show how a model's tokenizer cuts text into tokens: coloured spans, ids, counts."),
+    "detokenize": Command("tokenize", "Turn token ids back into text."),
+    "probs": Command("probs", "The next-token probability table; temperature sweeps, sampler cuts, generation step by step."),
+    "compare": Command("compare", "The same prompt through a base and an instruct model (or any models), side by side."),
+    "score": Command("score", "Colour each token of a text by how surprised the model was; NLL, perplexity, bits per byte."),
+    "lens": Command("lens", "What each layer would predict: every block's output through the final norm and the head."),
+    "attention": Command("attention", "A layer's attention pattern as a heatmap: query tokens down the side, keys across."),
+    "neighbors": Command("neighbors", "Nearest tokens to a token in the input embeddings (cosine), analogies, and the vector itself."),
+    "serve": Command("serve", "Serve models over an OpenAI-compatible API: chat and completions with log-probabilities, tokenize."),
+    "models": Command("catalog", "Built-in models, the conversion cache, and the Hugging Face cache."),
+}
+
+
 class BoundaryGroup(TyperGroup):
-    """Typer's group with llmcli's error boundary around every command."""
+    """Typer's group with llmcli's error boundary around every command, and its commands
+    loaded on first use (click's lazy-group pattern)."""
+
+    _listing = False  # while the root help is being formatted: summaries, not commands
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: typer.Context, name: str):
+        if name not in self.commands and name in COMMANDS:
+            if self._listing:
+                return TyperCommand(name, help=COMMANDS[name].summary)
+            self._load(COMMANDS[name].module)
+        return self.commands.get(name)
+
+    def _load(self, module: str) -> None:
+        import importlib
+
+        commands = typer.Typer(rich_markup_mode=RICH_MARKUP_MODE)
+        importlib.import_module(f"llmcli.commands.{module}").register(commands)
+        for name, command in typer.main.get_group(commands).commands.items():
+            self.add_command(command, name)
+
+    def format_help(self, ctx: typer.Context, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -48,8 +107,13 @@ class BoundaryGroup(TyperGroup):
             if not standalone_mode:
                 return 1
             sys.exit(1)
+        words = sys.argv[1:] if args is None else list(args)
+        if not words or "-h" in words or "--help" in words:
+            _import_typer_help()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError:
+            code = 2  # bare `llmcli`: the help is already printed, as click exits after it
         except typer.TyperException as e:
             # Typer's own click errors: a usage error (exit 2) gets the help hint.
             message = e.format_message() if hasattr(e, "format_message") else str(e)
@@ -73,7 +137,7 @@ class BoundaryGroup(TyperGroup):
         words = list(sys.argv[1:] if args is None else args)
         command = next((w for w in words if not w.startswith("-")), None)
         root = ctx.command_path if ctx is not None else "llmcli"
-        return f"{root} {command}" if command in self.commands else root
+        return f"{root} {command}" if command in COMMANDS else root
 
 
 def _not_utf8(words) -> tuple[str, str] | None:
@@ -105,6 +169,36 @@ def _not_utf8(words) -> tuple[str, str] | None:
     return None
 
 
+class _DeferredMarkdown:
+    """Stands in for rich.markdown.Markdown in Typer's help formatter: builds the real one."""
+
+    def __new__(cls, *args, **kwargs):
+        from rich.markdown import Markdown
+
+        return Markdown(*args, **kwargs)
+
+
+def _import_typer_help() -> None:
+    """Import Typer's help formatter without rich.markdown.
+
+    typer.rich_utils imports rich.markdown (and with it markdown-it, ~50 ms, a third of
+    `llmcli --help`) at its top, for rich_markup_mode="markdown", which llmcli does not use.
+    While it is imported a stand-in module answers for rich.markdown; it is removed again at
+    once, so anything else (the chat's replies) imports the real module.
+    """
+    import types
+
+    if "typer.rich_utils" in sys.modules or "rich.markdown" in sys.modules:
+        return
+    stand_in = types.ModuleType("rich.markdown")
+    stand_in.Markdown = _DeferredMarkdown
+    sys.modules["rich.markdown"] = stand_in
+    try:
+        import typer.rich_utils  # noqa: F401
+    finally:
+        del sys.modules["rich.markdown"]
+
+
 def _silence_stdout() -> None:
     """After a broken pipe, point stdout at devnull so the interpreter's final flush is quiet."""
     import os
@@ -124,7 +218,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion, as Typer apps offer
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=RICH_MARKUP_MODE,
 )
 
 
@@ -147,21 +241,6 @@ def root(
 
     state.verbose = verbose
     logs.configure(verbose)  # before any command imports torch or transformers
-
-
-# Each module's `register(app)` adds its command(s); none imports torch at module level.
-# Listed in the order `--help` shows them.
-COMMAND_MODULES = ("chat", "generate", "info", "catalog", "tokenize", "probs", "compare", "score", "lens", "attention", "neighbors", "serve")
-
-
-def _register_commands() -> None:
-    import importlib
-
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"llmcli.commands.{name}").register(app)
-
-
-_register_commands()
 
 
 def main() -> None:

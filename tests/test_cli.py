@@ -27,6 +27,52 @@ def test_help_and_version_import_no_torch():
     assert "HEAVY []" in proc.stderr, proc.stderr
 
 
+def test_root_help_imports_no_command_module_and_no_markdown_parser():
+    """`llmcli --help` lists the commands from cli.COMMANDS; `info --help` loads info's module only."""
+    code = (
+        "import sys\n"
+        "from llmcli.cli import main\n"
+        "sys.argv = ['llmcli', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "names = [m for m in sys.modules if m.startswith(('llmcli.commands.', 'markdown_it'))]\n"
+        "loaded = sorted(m for m in names if not m.startswith('llmcli.commands._'))  # helpers\n"
+        "print('LOADED', loaded, file=sys.stderr)\n"
+    )
+    root = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
+    assert "LOADED []" in root.stderr, root.stderr
+    assert "detokenize" in root.stdout and "Turn token ids back into text." in root.stdout
+    info = subprocess.run([sys.executable, "-c", code, "info", "--help"], capture_output=True, text=True)
+    assert "LOADED ['llmcli.commands.info']" in info.stderr, info.stderr
+
+
+def test_the_help_summaries_are_the_commands_own():
+    """cli.COMMANDS names every command the modules register, each with its help's first line."""
+    import importlib
+
+    import typer
+    import typer.main
+
+    from llmcli.cli import COMMANDS
+
+    registered = {}
+    for module in sorted({c.module for c in COMMANDS.values()}):
+        app = typer.Typer()
+        importlib.import_module(f"llmcli.commands.{module}").register(app)
+        for name, command in typer.main.get_group(app).commands.items():
+            registered[name] = (module, command.help.strip().splitlines()[0])
+    assert registered == {name: (c.module, c.summary) for name, c in COMMANDS.items()}
+
+
+def test_bare_llmcli_prints_the_help_and_no_error(cli):
+    r = cli()
+    assert r.exit_code == 2
+    assert "Usage: llmcli" in r.stdout and "detokenize" in r.stdout
+    assert r.stderr == ""
+
+
 def test_version(cli):
     from llmcli import __version__
 
