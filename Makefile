@@ -91,6 +91,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_process.py
 	$(BIN)/python benchmarks/bench_remote.py
+	$(BIN)/python benchmarks/bench_projection.py -m smollm2 -m gemma3-270m
 	$(BIN)/python benchmarks/profile_decode.py -m smollm2 -m gemma3-270m
 
 clean:
