@@ -186,8 +186,10 @@ def test_every_command_that_loads_a_model_takes_the_speed_options():
     from llmcli.cli import app
 
     group = typer.main.get_command(app)
+    ctx = typer.Context(group)
     loading = []
-    for name, command in group.commands.items():
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)  # commands load on first use
         options = {opt for param in command.params for opt in getattr(param, "opts", [])}
         if "--dtype" in options:
             loading.append(name)
