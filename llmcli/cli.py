@@ -101,14 +101,14 @@ class BoundaryGroup(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         state.verbose = False
-        problem = _not_utf8(sys.argv[1:] if args is None else args)
+        words = list(sys.argv[1:] if args is None else args)
+        problem = _not_utf8(words)
         if problem is not None:
             render.error(*problem)
             if not standalone_mode:
                 return 1
             sys.exit(1)
-        words = sys.argv[1:] if args is None else list(args)
-        if not words or "-h" in words or "--help" in words:
+        if not words or set(words) & set(self.context_settings.get("help_option_names", ["--help"])):
             _import_typer_help()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -118,7 +118,7 @@ class BoundaryGroup(TyperGroup):
             # Typer's own click errors: a usage error (exit 2) gets the help hint.
             message = e.format_message() if hasattr(e, "format_message") else str(e)
             code = getattr(e, "exit_code", 1)
-            hint = f"see '{self._help_path(e, args)} --help'" if code == 2 else None
+            hint = f"see '{self._help_path(e, words)} --help'" if code == 2 else None
             render.error(message, hint)
         except typer.Abort:
             code = 130
@@ -126,15 +126,13 @@ class BoundaryGroup(TyperGroup):
             return code
         sys.exit(code if isinstance(code, int) else 0)
 
-
-    def _help_path(self, error: Exception, args) -> str:
+    def _help_path(self, error: Exception, words: list[str]) -> str:
         """The command whose --help answers a usage error: the error's own, else the
         subcommand named on the command line (click reports some errors, such as an option
         missing its value, before it knows the subcommand)."""
         ctx = getattr(error, "ctx", None)
         if ctx is not None and ctx.parent is not None:
             return ctx.command_path
-        words = list(sys.argv[1:] if args is None else args)
         command = next((w for w in words if not w.startswith("-")), None)
         root = ctx.command_path if ctx is not None else "llmcli"
         return f"{root} {command}" if command in COMMANDS else root
