@@ -97,7 +97,11 @@ def test_hidden_states(real_cache, name):
     got = engine(ids, output_hidden_states=True).hidden_states
     assert len(got) == len(expected) == engine.config.num_layers + 1
     for layer, (a, b) in enumerate(zip(got, expected)):
-        assert max_diff(a, b) < LOGITS_TOL, f"hidden state {layer}"
+        # Relative to the layer's largest value: Gemma's residual stream reaches the thousands,
+        # where float32 itself resolves only ~1e-4, and the two sides' matrix products sum in
+        # different orders (the engine's weights are stored transposed).
+        scale = max(1.0, b.abs().max().item())
+        assert max_diff(a, b) < LOGITS_TOL * scale, f"hidden state {layer}: {max_diff(a, b):.2e} at scale {scale:.0f}"
 
 
 @pytest.mark.parametrize("name", MODELS)
