@@ -323,33 +323,3 @@ def test_engine_does_not_import_transformers(family_dirs):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root)
     assert result.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("rows,bias", [(96, False), (96, True), (65, False)])
-@pytest.mark.parametrize("layout", ["[out, in]", "[in, out] view"])
-def test_one_token_projection_against_a_float64_product(threads, rows, bias, layout):
-    """`project` splits one token's product into a block of outputs per thread, on either
-    layout; the result is the float64 product to float32 rounding, split or not."""
-    from torch import nn
-
-    from llmcli.engine.model import project
-
-    torch.manual_seed(0)
-    layer = nn.Linear(64, rows, bias=bias).requires_grad_(False)
-    if layout == "[in, out] view":  # as the engine's prepared weights are stored
-        layer.weight = nn.Parameter(layer.weight.t().contiguous().t(), requires_grad=False)
-    x = torch.randn(1, 1, 64)
-    reference = x.double() @ layer.weight.double().T + (layer.bias.double() if bias else 0)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        got = project(layer, x)
-    finally:
-        torch.set_num_threads(previous)
-    assert got.shape == (1, 1, rows) and got.dtype == torch.float32
-    torch.testing.assert_close(got.double(), reference, rtol=0, atol=1e-5)
-    split = layer.__dict__["_output_blocks"][2] is not None
-    assert split == (threads > 1 and rows % threads == 0)
-    prompt = torch.randn(1, 3, 64)  # several tokens: the layer's own product
-    torch.testing.assert_close(project(layer, prompt), layer(prompt), rtol=0, atol=0)

@@ -62,49 +62,6 @@ def _linear(n_in: int, n_out: int, bias: bool) -> nn.Linear:
     return layer
 
 
-def project(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)`; for one token through a float32 nn.Linear, the product split across the threads.
-
-    A decode step multiplies one vector by every matrix of the model, and MKL runs each such
-    matrix-vector product on one core: about 10 GB/s of weights on the 2-core benchmark machine,
-    where two cores read 20. Given the weight as one block of outputs per thread, `bmm` hands
-    each core its block: the step 1.1x faster on smollm2 and gemma3-270m
-    (benchmarks/bench_projection.py). The blocks are views of the weight; each output is still
-    one dot product over the whole input. One thread, several tokens (a prompt), quantized
-    layers and other dtypes take the layer's own path.
-    """
-    if type(layer) is not nn.Linear or x.numel() != layer.in_features:
-        return layer(x)
-    blocks = _output_blocks(layer)
-    if blocks is None:
-        return layer(x)
-    y = torch.bmm(x.reshape(1, 1, -1).expand(blocks.shape[0], 1, -1), blocks).view(*x.shape[:-1], -1)
-    return y if layer.bias is None else y + layer.bias
-
-
-def _output_blocks(layer: nn.Linear) -> torch.Tensor | None:
-    """The weight as [threads, in, out / threads] views, kept on the layer until the thread
-    count or the weight changes; None where the split does not apply.
-
-    The engine's prepared weights are [in, out] storage (weights.py), so a block is a range of
-    its columns; a contiguous [out, in] weight (read straight from a checkpoint) is split by rows.
-    """
-    blocks = torch.get_num_threads()
-    weight = layer.weight
-    kept = layer.__dict__.get("_output_blocks")
-    if kept is not None and kept[:2] == (blocks, weight.data_ptr()):
-        return kept[2]
-    view = None
-    rows, columns = weight.shape
-    if blocks > 1 and weight.dtype == torch.float32 and rows % blocks == 0:
-        if weight.t().is_contiguous():
-            view = weight.t().view(columns, blocks, rows // blocks).permute(1, 0, 2)
-        elif weight.is_contiguous():
-            view = weight.view(blocks, rows // blocks, columns).transpose(1, 2)
-    layer.__dict__["_output_blocks"] = (blocks, weight.data_ptr(), view)
-    return view
-
-
 class RMSNorm(nn.Module):
     """Llama: x̂ in float32, cast back, times w in the model's dtype. Gemma (`gemma=True`): x̂ * (1 + w)
     all in float32, then cast; `weight` then already holds 1 + w in float32 (see weights.py)."""
@@ -137,24 +94,24 @@ class Attention(nn.Module):
         self.window = c.windows[layer]
         self.layer = layer
 
-    def forward(self, x, cos, sin, cache: KVCache | None, want_weights: bool):
-        b, t, _ = x.shape
-        sizes = (self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim)
-        q, k, v = project(self.qkv, x).split(sizes, dim=-1)
-        q = q.view(b, t, self.heads, self.head_dim)
-        k = k.view(b, t, self.kv_heads, self.head_dim)
+    def forward(self, x, shape, cos, sin, cache: KVCache | None, want_weights: bool):
+        b, t = shape
+        h, kv, d = self.heads, self.kv_heads, self.head_dim
+        # The queries and keys sit side by side in the projection's output: one RoPE for both.
+        qk, v = self.qkv(x).split(((h + kv) * d, kv * d), dim=-1)
+        qk = qk.view(b, t, h + kv, d)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = apply_rope(q.transpose(1, 2), cos, sin)
-        k = apply_rope(k.transpose(1, 2), cos, sin)
-        v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            qk = torch.cat((self.q_norm(qk[:, :, :h]), self.k_norm(qk[:, :, h:])), dim=2)
+        qk = apply_rope(qk.transpose(1, 2), cos, sin)
+        q, k = qk[:, :h], qk[:, h:]
+        v = v.view(b, t, kv, d).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         if want_weights:
             out, weights = attention.eager(q, k, v, self.scale, self.window)
         else:
             out, weights = attention.sdpa(q, k, v, self.scale, self.window), None
-        return project(self.o, out.transpose(1, 2).reshape(b, t, -1)), weights
+        return self.o(out.transpose(1, 2).reshape(b * t, -1)), weights
 
 
 class MLP(nn.Module):
@@ -169,9 +126,9 @@ class MLP(nn.Module):
         self.gelu = c.activation == "gelu_tanh"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = project(self.gate_up, x).chunk(2, dim=-1)
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
         gate = F.gelu(gate, approximate="tanh") if self.gelu else F.silu(gate)
-        return project(self.down, gate * up)
+        return self.down(gate * up)
 
 
 class Block(nn.Module):
@@ -186,8 +143,8 @@ class Block(nn.Module):
         self.post_attn_norm = RMSNorm(c.hidden_size, c.rms_norm_eps, True) if c.gemma_norms else None
         self.post_mlp_norm = RMSNorm(c.hidden_size, c.rms_norm_eps, True) if c.gemma_norms else None
 
-    def forward(self, x, cos, sin, cache, want_weights):
-        h, weights = self.attn(self.attn_norm(x), cos, sin, cache, want_weights)
+    def forward(self, x, shape, cos, sin, cache, want_weights):
+        h, weights = self.attn(self.attn_norm(x), shape, cos, sin, cache, want_weights)
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(h)
         x = x + h
@@ -225,11 +182,10 @@ class EngineModel(nn.Module):
         c = self.config
         return KVCache(c.num_layers, batch, c.num_kv_heads, max_tokens, c.head_dim, self.dtype, self.device)
 
-    def _rope(self, layer: int, start: int, length: int):
-        rope = self.config.ropes[layer]
+    def _table(self, rope) -> RopeTable:
         if rope not in self._tables:
             self._tables[rope] = RopeTable(rope, self.config.head_dim, self.dtype, self.device)
-        return self._tables[rope](start, length)
+        return self._tables[rope]
 
     @torch.no_grad()  # not inference_mode: its tensors refuse in-place ops afterwards, which callers may do
     def forward(
@@ -254,24 +210,26 @@ class EngineModel(nn.Module):
         if cache is not None:
             cache.check_room(batch, new)
             start = cache.length
-        x = self.embed(ids)
+        # The blocks work on rows [batch * tokens, hidden]: what the matrix products take as it is.
+        x = self.embed(ids.reshape(-1))
         if self.embed_scale is not None:
             x = x * self.embed_scale
         hidden = [x] if output_hidden_states else None
         weights = [] if output_attentions else None
-        for i, block in enumerate(self.layers):
-            cos, sin = self._rope(i, start, new)
-            x, w = block(x, cos, sin, cache, output_attentions)
+        tables = {rope: self._table(rope)(start, new) for rope in set(self.config.ropes)}
+        for block, rope in zip(self.layers, self.config.ropes):
+            x, w = block(x, (batch, new), *tables[rope], cache, output_attentions)
             if hidden is not None:
                 hidden.append(x)
             if weights is not None:
                 weights.append(w)
-        x = self.norm(x)
+        x = self.norm(x).view(batch, new, -1)
         if hidden is not None:
             hidden[-1] = x
+            hidden = [h.view(batch, new, -1) for h in hidden]
         if cache is not None:
             cache.length = start + new
-        logits = project(self.lm_head, x[:, -logits_to_keep:] if logits_to_keep else x)
+        logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         if (cap := self.config.final_logit_softcapping) is not None:
             logits = torch.tanh(logits / cap) * cap  # Gemma: squash into (-cap, cap)
         return EngineOutput(

@@ -1,6 +1,12 @@
 """Rotary position embeddings: inverse frequencies as transformers computes them, and cos/sin
 tables computed once and sliced per forward pass.
 
+HF's rotation is `x * cos + rotate_half(x) * sin` with `rotate_half(x) = cat(-x2, x1)` (x1, x2 the
+two halves of a head). The table keeps sin with its first half negated instead, so the rotation is
+`x * cos + roll(x, half) * signed_sin`: the same products (negating is exact, so the values are
+bit-identical) in 4 ops instead of 7, and a decode step runs it once per layer for the queries and
+keys together.
+
 transformers recomputes `cos(position * inv_freq)` for every forward pass (and Gemma 3 twice, once
 per layer type). A table row depends only on the position, so we compute each row once, with the
 same float32 operations (`position.float() * inv_freq`, duplicated halves, `cos`/`sin`, then cast
@@ -43,7 +49,7 @@ def _llama3(inv_freq: torch.Tensor, rope: Rope) -> torch.Tensor:
 
 
 class RopeTable:
-    """cos and sin [positions, head_dim] for one rope, in the model's dtype."""
+    """cos and signed sin [positions, head_dim] for one rope, in the model's dtype (see the module's docstring)."""
 
     def __init__(self, rope: Rope, head_dim: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
         self.inv_freq = inverse_frequencies(rope, head_dim).to(device)
@@ -59,15 +65,12 @@ class RopeTable:
     def _grow(self, positions: int) -> None:
         freqs = torch.arange(positions, device=self.inv_freq.device).float()[:, None] * self.inv_freq[None, :]
         angles = torch.cat((freqs, freqs), dim=-1)
-        self.cos, self.sin = angles.cos().to(self.dtype), angles.sin().to(self.dtype)
+        sin = angles.sin().to(self.dtype)
+        half = sin.shape[-1] // 2
+        self.cos, self.sin = angles.cos().to(self.dtype), torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """x [batch, heads, tokens, head_dim] rotated by the tables' rows [tokens, head_dim]. HF layout:
     dimension i pairs with i + head_dim/2 (not with its neighbour, as in llama.cpp)."""
-    return x * cos + rotate_half(x) * sin
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
