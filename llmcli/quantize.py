@@ -109,65 +109,87 @@ def fits_int4(linear: nn.Linear, group_size: int = INT4_GROUP_SIZE) -> bool:
     return linear.in_features % group_size == 0 and linear.out_features % 16 == 0
 
 
-class Int8Linear(nn.Module):
+def _rows(x: torch.Tensor, in_features: int) -> torch.Tensor:
+    """x as the kernels take it: [rows, in] in bfloat16 (a decode step's input is one row already)."""
+    return (x if x.dim() == 2 else x.reshape(-1, in_features)).to(_ACT)
+
+
+def _shaped_like(out: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A kernel's [rows, out] back in x's leading shape and dtype, plus the bias."""
+    if x.dim() != 2:
+        out = out.reshape(*x.shape[:-1], out.shape[-1])
+    out = out.to(x.dtype)
+    return out if bias is None else out + bias
+
+
+class _QuantizedLinear(nn.Module):
+    """A Linear layer whose weight is stored as `buffers` for a packed CPU kernel."""
+
+    bits: int
+
+    def __init__(self, linear: nn.Linear, buffers: dict[str, torch.Tensor], quantized_parameters: int):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.quantized_parameters = quantized_parameters  # weights it stands for (0: a head tied to the embedding)
+        for name, tensor in buffers.items():
+            self.register_buffer(name, tensor)
+        self.bias = linear.bias
+
+
+class Int8Linear(_QuantizedLinear):
     """A Linear whose weight is int8 with one bfloat16 scale per output channel."""
 
     bits = 8
 
-    def __init__(self, linear: nn.Linear, quantized: tuple[torch.Tensor, torch.Tensor] | None = None):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.quantized_parameters = linear.weight.numel()
+    @classmethod
+    def quantize(cls, linear: nn.Linear, quantized: tuple[torch.Tensor, torch.Tensor] | None = None) -> Int8Linear:
         q, scales = quantized or quantize_int8(linear.weight)
-        self.register_buffer("weight", q.contiguous())
-        self.register_buffer("scales", scales)
-        self.bias = linear.bias
+        return cls(linear, {"weight": q.contiguous(), "scales": scales}, linear.weight.numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).to(_ACT)
-        out = torch.ops.aten._weight_int8pack_mm(rows, self.weight, self.scales)
-        out = out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
-        return out if self.bias is None else out + self.bias
+        out = torch.ops.aten._weight_int8pack_mm(_rows(x, self.in_features), self.weight, self.scales)
+        return _shaped_like(out, x, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-class Int4Linear(nn.Module):
-    """A Linear whose weight is 4-bit, in groups of `group_size` inputs with a scale and a zero each."""
+class Int4Linear(_QuantizedLinear):
+    """A Linear whose weight is 4-bit, in groups of INT4_GROUP_SIZE inputs with a scale and a zero each."""
 
     bits = 4
+    group_size = INT4_GROUP_SIZE
 
-    def __init__(self, linear: nn.Linear, quantized: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.group_size = INT4_GROUP_SIZE
-        self.quantized_parameters = linear.weight.numel()
-        q, scales, zeros = quantized or quantize_int4(linear.weight)
-        self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
-        # [k / group, n, 2]: (scale, zero) of each group of each output channel
-        self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous())
-        self.bias = linear.bias
+    @classmethod
+    def quantize(cls, linear: nn.Linear, quantized: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Int4Linear:
+        q, scales, zeros = quantized or quantize_int4(linear.weight, cls.group_size)
+        buffers = {
+            "weight": torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1),
+            # [k / group, n, 2]: (scale, zero) of each group of each output channel
+            "scales_and_zeros": torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous(),
+        }
+        return cls(linear, buffers, linear.weight.numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).to(_ACT)
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.weight, self.group_size, self.scales_and_zeros)
-        out = out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
-        return out if self.bias is None else out + self.bias
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(_rows(x, self.in_features), self.weight, self.group_size, self.scales_and_zeros)
+        return _shaped_like(out, x, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int4, group_size={self.group_size}"
+
+
+QUANTIZED_LINEARS = {cls.bits: cls for cls in (Int8Linear, Int4Linear)}
 
 
 def _int8_or_closer(linear: nn.Linear) -> nn.Module:
     """Int8Linear, or Int4Linear where int4's groups reproduce the weights more closely."""
     int8 = quantize_int8(linear.weight)
     if not fits_int4(linear):
-        return Int8Linear(linear, int8)
+        return Int8Linear.quantize(linear, int8)
     int4 = quantize_int4(linear.weight)
     w = linear.weight.detach().float()
     closer = (dequantize_int4(*int4) - w).square().sum() < (dequantize_int8(*int8) - w).square().sum()
-    return Int4Linear(linear, int4) if closer else Int8Linear(linear, int8)
+    return Int4Linear.quantize(linear, int4) if closer else Int8Linear.quantize(linear, int8)
 
 
 def quantize_model(model: nn.Module, mode: str) -> QuantizeReport:
@@ -185,11 +207,11 @@ def quantize_model(model: nn.Module, mode: str) -> QuantizeReport:
     layers, skipped, before, after = 0, [], 0, 0
     for name, linear in linears:
         if linear is head:
-            quantized: nn.Module = Int8Linear(linear)  # see the module's docstring: 4 bits are too few here
+            quantized: nn.Module = Int8Linear.quantize(linear)  # see the module's docstring: 4 bits are too few here
         elif mode == "int8":
             quantized = _int8_or_closer(linear)
         elif fits_int4(linear):
-            quantized = Int4Linear(linear)
+            quantized = Int4Linear.quantize(linear)
         else:
             skipped.append(name)
             continue

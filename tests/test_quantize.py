@@ -81,8 +81,8 @@ def test_quantized_layers_compute_with_their_dequantized_weights(rows, bias):
     linear = torch.nn.Linear(96, 48, bias=bias)
     x = torch.randn(2, rows, 96)
     for layer, weight in (
-        (Int8Linear(linear), dequantize_int8(*quantize_int8(linear.weight))),
-        (Int4Linear(linear), dequantize_int4(*quantize_int4(linear.weight))),
+        (Int8Linear.quantize(linear), dequantize_int8(*quantize_int8(linear.weight))),
+        (Int4Linear.quantize(linear), dequantize_int4(*quantize_int4(linear.weight))),
     ):
         expected = torch.nn.functional.linear(x, weight, linear.bias)
         got = layer(x)
