@@ -52,14 +52,18 @@ class EngineBackend(prompting.TokenizerPrompts):
 
         try:
             tokenizer = engine.load_tokenizer(path)  # first: it refuses fast, before the weights are read
-            model = engine.load(path, dtype=dtype, prepared=prepared_path(path, options.dtype))
+            dtype_name = str(dtype).removeprefix("torch.")  # "auto" is float32: one file for both
+            prepared = prepared_path(path, dtype_name)
+            if options.quantize == "none":
+                model = engine.load(path, dtype=dtype, prepared=prepared)
+            else:
+                from llmcli.engine.quantized import load_quantized
+
+                variant = f"{dtype_name}-{options.quantize}-torch{torch.__version__}-{torch.backends.cpu.get_cpu_capability()}"
+                model = load_quantized(path, options.quantize, dtype, prepared=prepared, path=prepared_path(path, variant))
         except (ValueError, OSError, SafetensorError) as error:
             # A damaged config or checkpoint: transformers' loader names the fault and the fix.
             raise engine.UnsupportedModel(f"cannot read the model: {error}") from error
-        if options.quantize != "none":
-            from llmcli.quantize import quantize_model
-
-            quantize_model(model, options.quantize)
         return cls(model, tokenizer, ref, path, options, time.perf_counter() - start, converted)
 
     # ---------------------------------------------------------------- the backend protocol
@@ -139,9 +143,11 @@ class EngineBackend(prompting.TokenizerPrompts):
 ENGINE_FORMAT = 2  # bump when the engine's weight layout changes: every prepared file is rebuilt
 
 
-def prepared_path(model_dir: Path, dtype: str) -> Path:
-    """Where the engine keeps its own layout of `model_dir`'s weights in llmcli's cache; the
-    name changes when the weights do (their paths, sizes and mtimes)."""
+def prepared_path(model_dir: Path, variant: str) -> Path:
+    """Where the engine keeps its own layout of `model_dir`'s weights in llmcli's cache, for one
+    `variant` (the dtype; for quantized weights also the mode, torch's version and the CPU's
+    vector extension, which torch's int4 packing depends on); the name changes when the weights
+    do (their paths, sizes and mtimes)."""
     import hashlib
 
     from llmcli.engine.weights import weight_files
@@ -149,5 +155,5 @@ def prepared_path(model_dir: Path, dtype: str) -> Path:
 
     files = weight_files(model_dir)
     stamp = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-    key = hashlib.sha256(f"{stamp}|{dtype}|{ENGINE_FORMAT}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{stamp}|{variant}|{ENGINE_FORMAT}".encode()).hexdigest()[:16]
     return cache_dir() / "engine" / f"{Path(model_dir).name}-{key}.safetensors"
