@@ -75,7 +75,11 @@ def test_lens_matches_a_direct_computation_and_the_model(model):
     """The reference is written out in the model's own float32, as the model computes. In float64
     it differs on Gemma's embedding row by up to ~1e-4: its √640-scaled, normed vectors give
     logits in the hundreds, and float32 rounds those by ~1e-5 — the model's own rounding, which
-    its last layer has too."""
+    its last layer has too. On an AVX-512 Xeon the model's float32 products round differently
+    from this reference's by up to ~1e-4 of probability as well (on the AMD EPYC, under 1e-5),
+    and the lens's last row from the model's own output by ~1e-6 (its head runs over all positions
+    at once, in another kernel); a lens that skipped the norm or its scale would be off by whole
+    percents."""
     from llmcli.inspect import lens as ln
 
     net = model.model
@@ -85,7 +89,7 @@ def test_lens_matches_a_direct_computation_and_the_model(model):
         out = net(torch.tensor([ids]), output_hidden_states=True)
     config = net.config
     own = torch.softmax(out.logits[0].double(), dim=-1)
-    for dtype, tolerance in ((torch.float32, 1e-5), (torch.float64, 1e-3)):
+    for dtype, tolerance in ((torch.float32, 5e-4), (torch.float64, 1e-3)):
         weight = net.model.norm.weight.detach().to(dtype)
         scale = 1 + weight if config.model_type.startswith("gemma") else weight
         head = net.lm_head.weight.detach().to(dtype)
@@ -99,7 +103,7 @@ def test_lens_matches_a_direct_computation_and_the_model(model):
                 worst_layer = max(worst_layer, max(abs(t.prob - float(p[cell.position, t.id])) for t in cell.top))
                 if row.layer == report.num_layers - 1:
                     worst_last = max(worst_last, max(abs(t.prob - float(own[cell.position, t.id])) for t in cell.top))
-        assert worst_layer < tolerance and worst_last < 1e-6, (dtype, worst_layer, worst_last)
+        assert worst_layer < tolerance and worst_last < 1e-5, (dtype, worst_layer, worst_last)
 
 
 @pytest.mark.parametrize("model", MODELS, indirect=True)

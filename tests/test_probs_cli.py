@@ -70,9 +70,9 @@ def test_json_probabilities_are_softmax_of_the_models_logits(cli, tiny_model_dir
     ids = [r["id"] for r in rows]
     assert ids == torch.topk(logits, 15).indices.tolist()
     assert [r["rank"] for r in rows] == list(range(1, 16))
-    for r in rows:
+    for r in rows:  # the command runs the engine, `loaded` transformers: logits agree to ~1e-6
         assert abs(r["logit"] - float(logits[r["id"]])) < 1e-5
-        assert abs(r["logprob"] - float(torch.log_softmax(logits, -1)[r["id"]])) < 1e-6
+        assert abs(r["logprob"] - float(torch.log_softmax(logits, -1)[r["id"]])) < 1e-5
     for column in data["table"]["columns"]:
         t = column["temperature"]
         if t == 0:

@@ -223,7 +223,8 @@ def test_llama_cpp_python_server(cli, real_cache):
     are llama.cpp's (its own dequantization), so only what llmcli reads is checked: a reply
     streams, probs reads its top logprobs or says it gives none, tokenize says what it lacks
     (its tokenizer lives under /extras/tokenize)."""
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python (the bench extra) is not installed")
+    # The server's own dependencies (starlette-context, ...) come with llama-cpp-python[server] only.
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's server (llama-cpp-python[server]) is not installed")
     from llmcli.models import resolve
 
     gguf = resolve("smollm2").path
