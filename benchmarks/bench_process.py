@@ -5,11 +5,12 @@
 
 Each case is a fresh process, as a user runs it: `python -c "import typer, rich"` (the
 floor for any Typer + Rich tool), `llmcli --help`, `tokenize --ids`, `probs`, `generate
---max-new-tokens 32` (greedy). Warm: llmcli's cache already holds the converted model.
-Cold: `LLMCLI_CACHE_DIR` is a new empty directory, so the command converts the GGUF file
-first (tokenize only builds the tokenizer). Warm runs alternate between the cases, the
-order rotated each run; reported is the median wall time and the largest peak RSS (from
-`wait4`, the child's own `ru_maxrss`). The load average goes beside every figure.
+--max-new-tokens 32` (greedy), and the same with `--quantize int4`. Warm: llmcli's cache
+already holds the converted model. Cold: `LLMCLI_CACHE_DIR` is a new empty directory, so the
+command converts the GGUF file first (tokenize only builds the tokenizer; int4 also quantizes
+and caches the result). Warm runs alternate between the cases, the order rotated each run;
+reported is the median wall time and the largest peak RSS (from `wait4`, the child's own
+`ru_maxrss`). The load average goes beside every figure.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def cases(llmcli: str, model: str) -> dict[str, list[str]]:
         "llmcli tokenize --ids": [llmcli, "tokenize", "-m", model, "--ids", PROMPT],
         "llmcli probs": [llmcli, "probs", "-m", model, PROMPT],
         "llmcli generate -n 32": [llmcli, "generate", "-m", model, "-t", "0", "--max-new-tokens", "32", PROMPT],
+        "llmcli generate -n 32 --quantize int4": [llmcli, "generate", "-m", model, "-t", "0", "--max-new-tokens", "32", "--quantize", "int4", PROMPT],
     }
 
 

@@ -73,10 +73,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (x.shape[-1],)
+        if x.dtype == torch.float32:  # every cast is a no-op (Gemma's weight is float32 already)
+            return F.rms_norm(x, shape, self.weight, self.eps)
         if self.gemma:
             return F.rms_norm(x.float(), shape, self.weight, self.eps).to(x.dtype)
-        if x.dtype == torch.float32:  # the cast between normalising and scaling is a no-op
-            return F.rms_norm(x, shape, self.weight, self.eps)
         return self.weight * F.rms_norm(x.float(), shape, eps=self.eps).to(x.dtype)
 
 
@@ -167,6 +167,8 @@ class EngineModel(nn.Module):
         if config.embed_scale is not None:
             self.embed_scale = torch.tensor(config.embed_scale, dtype=torch.float32, device="cpu").to(dtype)
         self._tables: dict = {}  # Rope -> RopeTable, shared by the layers that use the same rope
+        self._ropes = list(dict.fromkeys(config.ropes))  # the distinct ones (Gemma 3: two)
+        self._rope_of_layer = [self._ropes.index(rope) for rope in config.ropes]
 
     @property
     def device(self) -> torch.device:
@@ -216,8 +218,8 @@ class EngineModel(nn.Module):
             x = x * self.embed_scale
         hidden = [x] if output_hidden_states else None
         weights = [] if output_attentions else None
-        tables = {rope: self._table(rope)(start, new) for rope in set(self.config.ropes)}
-        for block, rope in zip(self.layers, self.config.ropes):
+        tables = [self._table(rope)(start, new) for rope in self._ropes]
+        for block, rope in zip(self.layers, self._rope_of_layer):
             x, w = block(x, (batch, new), *tables[rope], cache, output_attentions)
             if hidden is not None:
                 hidden.append(x)
