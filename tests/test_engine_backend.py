@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import llmcli
+from transformers import AutoModelForCausalLM
 from llmcli.errors import LlmcliError
 from tests.tiny_families import FAMILIES, build_family
 
@@ -142,3 +143,17 @@ def test_quantized_weights_are_made_once_and_mapped_after(tiny_model_dir, cache_
     third = llmcli.load(str(tiny_model_dir), quantize=mode)
     torch.testing.assert_close(third.logits(ids)[-1], expected, rtol=0, atol=0)
     assert quantized.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("mode", ["none", "int4"])
+def test_the_summary_a_chat_opens_with_loads_nothing_more(tiny_model_dir, cache_dir, mode):
+    """The chat's first lines (parameters, dtype, device) come from the engine's own model:
+    transformers' copy, which `info()` walks, is not loaded for them; the count is the same."""
+    ours = llmcli.load(str(tiny_model_dir), quantize=mode)
+    summary = ours.summary()
+    assert ours.backend._hf is None  # nothing else was loaded
+    theirs = llmcli.load(str(tiny_model_dir), engine="transformers", quantize=mode).summary()
+    expected = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
+    assert summary.parameters == theirs.parameters == expected
+    assert (summary.dtype, summary.device, summary.quantize) == (theirs.dtype, theirs.device, theirs.quantize) == ("float32", "cpu", mode)
+    assert summary.source == theirs.source == str(tiny_model_dir)

@@ -78,6 +78,11 @@ class Model(Tokenizing, Inspecting):
         """Architecture, parameters by part, memory per dtype, special tokens (`ModelInfo`)."""
         return self.backend.info()
 
+    def summary(self) -> Any:
+        """Parameters, dtype, device, quantization, where it came from (`ModelSummary`; a remote
+        model: its `RemoteInfo`): what a chat's first lines show, cheap to ask."""
+        return self.backend.summary()
+
     def recommended_sampling(self) -> dict[str, float]:
         return self.backend.recommended_sampling()
 

@@ -132,6 +132,12 @@ class EngineBackend(prompting.TokenizerPrompts):
             self._hf = load_model(self.ref.name, replace(self.options, engine="transformers"))
         return self._hf
 
+    def summary(self) -> Any:
+        from llmcli.inspect.architecture import summary
+
+        dtype = str(self.engine_model.dtype).removeprefix("torch.")
+        return summary(self.engine_model, self.ref, dtype, str(self.engine_model.device), self.options.quantize)
+
     def info(self) -> Any:
         from dataclasses import replace
 

@@ -56,3 +56,9 @@ class LocalBackend(prompting.TokenizerPrompts):
         from llmcli.inspect.architecture import model_info
 
         return model_info(self.loaded)
+
+    def summary(self) -> Any:
+        from llmcli.inspect.architecture import summary
+
+        loaded = self.loaded
+        return summary(loaded.model, loaded.ref, loaded.dtype, loaded.device, loaded.quantize)

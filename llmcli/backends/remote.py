@@ -181,6 +181,9 @@ class RemoteBackend:
     def info(self) -> RemoteInfo:
         return RemoteInfo(self.label, self.model, self.base_url, self.context_length)
 
+    def summary(self) -> RemoteInfo:
+        return self.info()
+
     def logits(self, ids: Sequence[int], keep: int = 1) -> Any:
         raise LlmcliError(f"{self.label} is on a server, which gives no logits", "this needs a local model; probs on a remote model reads the server's top 20")
 

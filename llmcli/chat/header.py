@@ -17,15 +17,15 @@ def header_lines(loop: ChatLoop) -> list[Text]:
     from llmcli.prompting import BASE_CHAT_TEMPLATE
     from llmcli.render.info import human_count
 
-    model, info = loop.model, loop.model.info()
+    model, info = loop.model, loop.model.summary()
     window = loop.context_length
     context = f"context window {window:,} tokens" if window else "context window unknown"
     if getattr(info, "remote", False):  # a model on a server (openai:…): what the server says
         title, facts = f"served at {info.base_url}", [context]
     else:
-        alias = info.loaded_from.get("alias")
-        title = ALIASES[alias].title if alias in ALIASES else str(info.loaded_from.get("source"))
-        facts = [f"{human_count(info.parameters)} parameters", f"{info.dtype} on {info.device}", context]
+        title = ALIASES[info.alias].title if info.alias in ALIASES else info.source
+        weights = f"{info.dtype} on {info.device}" + (f", {info.quantize} weights" if info.quantize != "none" else "")
+        facts = [f"{human_count(info.parameters)} parameters", weights, context]
     first = Text.assemble((render.escape_controls(model.label), "bold cyan"), "  ", (render.escape_controls(title), "bold"))
     lines = [first, Text(" · ".join(facts), style="dim")]
     if not model.has_chat_template:

@@ -53,6 +53,24 @@ class ModelInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a chat opens with: the model's size and where it runs. Cheap, unlike `model_info`,
+    which on llmcli's engine walks transformers' copy of the model (loaded for it)."""
+
+    parameters: int
+    dtype: str
+    device: str
+    quantize: str  # "none", "int8" or "int4"
+    alias: str | None
+    source: str
+
+
+def summary(model, ref, dtype: str, device: str, quantize: str) -> ModelSummary:
+    """`model`: any nn.Module whose quantized layers say how many weights they hold."""
+    return ModelSummary(sum(count_parameters(model).values()), dtype, device, quantize, ref.alias, str(ref.path or ref.hub_id))
+
+
 def part_of(name: str) -> str:
     """Which part of a decoder a parameter belongs to, from its module path."""
     if "embed_tokens" in name or "wte" in name or "word_embeddings" in name:
