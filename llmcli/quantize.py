@@ -122,7 +122,7 @@ def _shaped_like(out: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) 
     return out if bias is None else out + bias
 
 
-class _QuantizedLinear(nn.Module):
+class QuantizedLinear(nn.Module):
     """A Linear layer whose weight is stored as `buffers` for a packed CPU kernel."""
 
     bits: int
@@ -136,7 +136,7 @@ class _QuantizedLinear(nn.Module):
         self.bias = linear.bias
 
 
-class Int8Linear(_QuantizedLinear):
+class Int8Linear(QuantizedLinear):
     """A Linear whose weight is int8 with one bfloat16 scale per output channel."""
 
     bits = 8
@@ -154,7 +154,7 @@ class Int8Linear(_QuantizedLinear):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-class Int4Linear(_QuantizedLinear):
+class Int4Linear(QuantizedLinear):
     """A Linear whose weight is 4-bit, in groups of INT4_GROUP_SIZE inputs with a scale and a zero each."""
 
     bits = 4

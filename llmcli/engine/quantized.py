@@ -34,6 +34,7 @@ def load_quantized(model_dir: Path, mode: str, dtype: torch.dtype, *, prepared: 
     A file that no longer reads is rebuilt; a cache that cannot be written only costs the speed-up."""
     from safetensors import SafetensorError
 
+    from llmcli.errors import LlmcliError
     from llmcli.quantize import quantize_model
 
     if path.is_file():
@@ -46,7 +47,7 @@ def load_quantized(model_dir: Path, mode: str, dtype: torch.dtype, *, prepared: 
     quantize_model(model, mode)
     try:
         _write(model, path)
-    except (OSError, SafetensorError) as error:
+    except (OSError, SafetensorError, LlmcliError) as error:
         log.debug("not caching the quantized weights at %s: %s", path, error)
         return model
     del model  # and with it the pages of float weights quantizing read
@@ -54,23 +55,15 @@ def load_quantized(model_dir: Path, mode: str, dtype: torch.dtype, *, prepared: 
 
 
 def _write(model: EngineModel, path: Path) -> None:
-    import os
-    import uuid
+    from llmcli.models.cache import atomic_path
+    from llmcli.quantize import QuantizedLinear
 
-    from llmcli.quantize import QUANTIZED_LINEARS
-
-    kinds = tuple(QUANTIZED_LINEARS.values())
-    layers = {name: [m.bits, m.quantized_parameters] for name, m in model.named_modules() if isinstance(m, kinds)}
+    layers = {name: [m.bits, m.quantized_parameters] for name, m in model.named_modules() if isinstance(m, QuantizedLinear)}
     # Contiguous: the float embedding was an [out, in] view of [in, out] storage (weights.py); as
     # rows, a prompt's lookups read a few pages of it.
     tensors = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # a half-written file is never read; an abandoned one is swept
         write_aligned(tensors, tmp, {"layers": json.dumps(layers)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 ALIGN = 64  # bytes
@@ -116,13 +109,16 @@ def _mapped(model_dir: Path, dtype: torch.dtype, path: Path) -> EngineModel:
         layers = json.loads((f.metadata() or {})["layers"])
     if any(t.data_ptr() % ALIGN for t in state.values()):
         raise ValueError("a tensor is not aligned (a file from another writer)")
+    by_module: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        module, _, leaf = key.rpartition(".")
+        by_module.setdefault(module, {})[leaf] = tensor
     model = EngineModel(read_config(Path(model_dir)), dtype)
     for name, (bits, quantized_parameters) in layers.items():
         parent, _, child = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
-        kind = QUANTIZED_LINEARS[bits]
-        buffers = {key.rpartition(".")[2]: tensor for key, tensor in state.items() if key.rpartition(".")[0] == name and not key.endswith(".bias")}
-        setattr(owner, child, kind(getattr(owner, child), buffers, quantized_parameters))
+        buffers = {leaf: t for leaf, t in by_module[name].items() if leaf != "bias"}  # the bias stays a parameter
+        setattr(owner, child, QUANTIZED_LINEARS[bits](getattr(owner, child), buffers, quantized_parameters))
     model.load_state_dict(state, strict=True, assign=True)
     for p in model.parameters():
         p.requires_grad_(False)

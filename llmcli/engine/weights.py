@@ -101,30 +101,26 @@ def prepared_weights(model_dir: Path, config: EngineConfig, dtype: torch.dtype, 
             path.unlink(missing_ok=True)
     from safetensors import SafetensorError
 
+    from llmcli.errors import LlmcliError
+
     state = read_weights(model_dir, config, dtype)
     try:
         _write(state, path)
-    except (OSError, SafetensorError) as error:  # an unwritable or full cache only costs the speed-up: run from the copies in memory
+    except (OSError, SafetensorError, LlmcliError) as error:  # an unwritable or full cache only costs the speed-up: run from the copies in memory
         log.debug("not caching the engine's weights at %s: %s", path, error)
         return state
     return _mapped(path)
 
 
 def _write(state: dict[str, torch.Tensor], path: Path) -> None:
-    import os
-    import uuid
-
     from safetensors.torch import save_file
+
+    from llmcli.models.cache import atomic_path
 
     tied = state["lm_head.weight"] is state["embed.weight"]
     tensors = {k: (v.t() if _is_matrix(k) else v).contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # a half-written file is never read; an abandoned one is swept
         save_file(tensors, str(tmp), metadata={"tied": str(tied)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _mapped(path: Path) -> dict[str, torch.Tensor]:
