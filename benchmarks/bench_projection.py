@@ -29,15 +29,16 @@ import statistics
 import time
 import types
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 from _common import base_results, load_average, use_threads, write_results
 
 
 def split_product(layer, x):
     """x [1, in] times the layer's weight, one block of outputs per thread in one `bmm`
     (falls back to `F.linear` where the outputs do not divide evenly)."""
-    import torch
-    import torch.nn.functional as F
-
     weight, threads = layer.weight, torch.get_num_threads()
     rows, columns = weight.shape
     if x.numel() != columns or threads < 2 or rows % threads:
@@ -57,10 +58,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24, help="decode steps per run")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
 
     from llmcli.backends.engine import prepared_path
     from llmcli.engine import load
