@@ -8,7 +8,8 @@ Every side gets the same prompt ids and greedy settings, so they produce the sam
 (`--engine llmcli`, the default for these models), the same loop on transformers' model
 (`--engine transformers`), and `model.generate()`. A fourth side, a bare loop of
 transformers' cached forward passes and argmax, is transformers' floor: the model's own
-cost with nothing around it. Runs alternate between the sides, in one process,
+cost with nothing around it. With `--compile`, a fifth: the engine with its decode step
+compiled (`--compile`). Runs alternate between the sides, in one process,
 with the order rotated every run, after one warm-up each: drift in the machine's load hits
 both alike. Reported: the median over runs of time to first token, decode tokens/s
 (tokens after the first / time after the first), the best run's decode tokens/s (on a
@@ -40,10 +41,14 @@ from _common import (
 )
 
 
+COMPILED = "own engine --compile"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", action="append", help="alias or path (repeatable; default smollm2)")
     add_decode_arguments(parser)
+    parser.add_argument("--compile", action="store_true", help="add a side: the engine with --compile (compiles at load: tens of seconds)")
     args = parser.parse_args()
 
     import torch
@@ -61,13 +66,13 @@ def main() -> None:
         models=[],
     )
     for name in args.model or ["smollm2"]:
-        results["models"].append(bench_model(name, args.prompt, args.new_tokens, args.runs))
+        results["models"].append(bench_model(name, args.prompt, args.new_tokens, args.runs, args.compile))
     results["load_average_after"] = load_average()
     print_table(results)
     write_results("decode", results)
 
 
-def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
+def bench_model(name: str, prompt: str, new_tokens: int, runs: int, compile: bool = False) -> dict:
     import llmcli
     from llmcli.sampling import SamplingSettings
 
@@ -129,6 +134,8 @@ def bench_model(name: str, prompt: str, new_tokens: int, runs: int) -> dict:
 
     eos = eos_ids(model)  # transformers' model: the bare loop's end tokens
     sides = {"llmcli, own engine": llmcli_side(own), "llmcli, transformers": llmcli_side(hf), "model.generate()": plain, "bare forward loop": floor}
+    if compile:
+        sides[COMPILED] = llmcli_side(llmcli.load(name, engine="llmcli", compile=True))
     warm_up(sides, own.label)
     samples = alternate(sides, runs, own.label)
 
@@ -167,6 +174,9 @@ def print_table(results: dict) -> None:
         own, plain = (m["results"][k]["decode_tokens_per_second"] for k in ("llmcli, own engine", "model.generate()"))
         same = "same tokens" if m["identical"] else "DIFFERENT TOKENS"
         print(f"{'':<14}{'own engine / generate':<22}{'':>12}{own / plain:>13.2f}x   ({same}, {m['prompt_tokens']} prompt tokens)")
+        if COMPILED in m["results"]:
+            compiled = m["results"][COMPILED]["decode_tokens_per_second"]
+            print(f"{'':<14}{'--compile / generate':<22}{'':>12}{compiled / plain:>13.2f}x")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_llamacpp.py                      # smollm2; float32, int8, int4
     .venv/bin/python benchmarks/bench_llamacpp.py -m gemma3-270m --threads 1
+    .venv/bin/python benchmarks/bench_llamacpp.py --compile           # and each mode with --compile
 
 llama.cpp reads the GGUF file llmcli converted its cache entry from, and both get the same
 prompt ids (from llmcli's tokenizer, which gives llama.cpp's ids on these files) and greedy
@@ -50,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", action="append", help="built-in alias or .gguf path (repeatable; default smollm2)")
     parser.add_argument("--modes", default="none,int8,int4", help="llmcli's --quantize values to compare (default none,int8,int4)")
+    parser.add_argument("--compile", action="store_true", help="also each mode with --compile (compiles at load: tens of seconds each)")
     add_decode_arguments(parser, threads_help="threads for both (default: torch's choice)")
     args = parser.parse_args()
     try:
@@ -88,7 +90,9 @@ def bench_model(name: str, modes: list[str], args) -> dict:
     ref = resolve(name)
     if ref.kind not in ("alias", "gguf"):
         raise SystemExit(f"{name}: llama.cpp needs a GGUF file (a built-in alias or a .gguf path)")
-    variants = {mode: llmcli.load(name, quantize=mode) for mode in modes}  # llmcli's own engine for these models
+    compiles = (False, True) if args.compile else (False,)
+    # llmcli's own engine for these models
+    variants = {(mode, compile): llmcli.load(name, quantize=mode, compile=compile) for compile in compiles for mode in modes}
     first = next(iter(variants.values()))
     built = first.prompt(args.prompt, mode="raw")
     ids = list(built.ids)
@@ -125,7 +129,7 @@ def bench_model(name: str, modes: list[str], args) -> dict:
 
         return run
 
-    sides = {"llama.cpp": llama, **{_label(mode): engine(loaded) for mode, loaded in variants.items()}}
+    sides = {"llama.cpp": llama, **{_label(*variant): engine(loaded) for variant, loaded in variants.items()}}
     warm_up(sides, first.label)
     samples = alternate(sides, args.runs, first.label)
 
@@ -150,8 +154,8 @@ def bench_model(name: str, modes: list[str], args) -> dict:
     }
 
 
-def _label(mode: str) -> str:
-    return "llmcli" if mode == "none" else f"llmcli --quantize {mode}"
+def _label(mode: str, compile: bool) -> str:
+    return " ".join(["llmcli"] + ([f"--quantize {mode}"] if mode != "none" else []) + (["--compile"] if compile else []))
 
 
 def print_report(results: dict) -> None:

@@ -221,7 +221,7 @@ def load(
     rest to disk (accelerate; transformers runs it).
 
     `engine`: "auto" runs llmcli's own forward pass (`llmcli.engine`) where it runs the model
-    exactly (Llama, Gemma 3, Qwen2/3, Mistral, on the CPU, without `compile`), else
+    exactly (Llama, Gemma 3, Qwen2/3, Mistral, on the CPU), else
     transformers; "llmcli" insists on the engine; "transformers" on transformers.
 
     `openai:MODEL` (or `openai:MODEL@URL`) is a model on an OpenAI-compatible server, at
@@ -243,7 +243,7 @@ def load(
     progress = progress or no_progress
     if engine == "llmcli" and max_memory is not None:
         raise LlmcliError("--max-memory runs on transformers (accelerate offloads its layers)", "use --engine auto or transformers")
-    if engine == "llmcli" or (engine == "auto" and not compile and max_memory is None and device in ("auto", "cpu") and not _gpu()):
+    if engine == "llmcli" or (engine == "auto" and max_memory is None and device in ("auto", "cpu") and not _gpu()):
         from llmcli.backends.engine import EngineBackend
         from llmcli.engine import UnsupportedModel
 

@@ -64,6 +64,8 @@ class EngineBackend(prompting.TokenizerPrompts):
         except (ValueError, OSError, SafetensorError) as error:
             # A damaged config or checkpoint: transformers' loader names the fault and the fix.
             raise engine.UnsupportedModel(f"cannot read the model: {error}") from error
+        if options.compile:
+            _compile(model, progress)
         return cls(model, tokenizer, ref, path, options, time.perf_counter() - start, converted)
 
     # ---------------------------------------------------------------- the backend protocol
@@ -129,7 +131,7 @@ class EngineBackend(prompting.TokenizerPrompts):
 
             from llmcli.models import load_model
 
-            self._hf = load_model(self.ref.name, replace(self.options, engine="transformers"))
+            self._hf = load_model(self.ref.name, replace(self.options, engine="transformers", compile=False))  # the views run no decode steps
         return self._hf
 
     def summary(self) -> Any:
@@ -144,6 +146,18 @@ class EngineBackend(prompting.TokenizerPrompts):
         from llmcli.inspect.architecture import model_info
 
         return replace(model_info(self.hf()), engine=self.engine)
+
+
+def _compile(model: Any, progress: Any) -> None:
+    from llmcli.errors import LlmcliError
+
+    progress("compiling", 0, None)
+    try:
+        model.compile_decode()
+    except Exception as error:  # inductor's failures (no C++ compiler, a full /tmp) are many and deep
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise LlmcliError(f"--compile failed: {first}", "run without --compile (it needs a C++ compiler, such as g++)") from error
+    progress("compiled", 1, 1)
 
 
 ENGINE_FORMAT = 2  # bump when the engine's weight layout changes: every prepared file is rebuilt

@@ -1,10 +1,10 @@
 """Causal attention with grouped-query heads and optional sliding windows, in two flavours:
 
-- `sdpa`: `F.scaled_dot_product_attention`, the fast path. A one-token decode step needs no mask
-  (the cache holds only the past), so its query heads are regrouped by KV head
+- `sdpa`: `F.scaled_dot_product_attention`, the fast path. A one-token decode step needs no
+  causal mask (the cache holds only the past), so its query heads are regrouped by KV head
   (`[b, kv_heads, group, d]`) and attend to the unrepeated keys, as transformers' `pack_gqa` does;
-  a sliding window is then just a slice of the cache. A prefill from position 0 inside the window
-  uses `is_causal`; anything else gets an explicit boolean mask.
+  a sliding window is then a mask over the cache's positions. A prefill from position 0 inside
+  the window uses `is_causal`; anything else gets an explicit boolean mask.
 - `eager`: softmax(q·kᵀ · scale + mask) written out, with the softmax in float32 as transformers'
   `eager_attention_forward` does, because it returns the weights (`output_attentions`).
 
@@ -43,9 +43,11 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, window
     kv_heads, total = k.shape[1], k.shape[2]
     groups = heads // kv_heads
     if new == 1:
-        if window is not None and total > window:  # the window's keys are the cache's last `window`
-            k, v = k[:, :, total - window :], v[:, :, total - window :]
-        out = F.scaled_dot_product_attention(q.reshape(b, kv_heads, groups, d), k, v, scale=scale)
+        # The window's keys are the cache's last `window`: masked, not sliced, because under
+        # torch.compile a slice that may or may not cut is a guard on the length, and crossing
+        # it (at token `window`) would compile the step again mid-generation.
+        mask = None if window is None else (torch.arange(total, device=q.device) >= total - window)[None]
+        out = F.scaled_dot_product_attention(q.reshape(b, kv_heads, groups, d), k, v, attn_mask=mask, scale=scale)
         return out.reshape(b, heads, 1, d)
     if total == new and (window is None or new <= window):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=groups > 1)

@@ -25,8 +25,9 @@ class KVCache:
         head_dim: int,
         dtype: torch.dtype,
         device: torch.device | str = "cpu",
+        spare: int = 0,  # positions allocated beyond max_tokens, never filled (see EngineModel.new_cache)
     ):
-        shape = (batch, num_kv_heads, max_tokens, head_dim)
+        shape = (batch, num_kv_heads, max_tokens + spare, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.max_tokens = max_tokens

@@ -10,6 +10,8 @@ what differs between them, each difference commented where it acts. The arithmet
 transformers' modeling code operation by operation (same dtypes, same order of casts), so float32
 logits agree with it to float rounding.
 
+`model.compile_decode()` (`--compile`) runs the one-token steps through torch.compile.
+
 The Linear layers are plain `nn.Linear`s and the model has `get_input_embeddings` /
 `get_output_embeddings`, so `llmcli.quantize.quantize_model` can swap them in place as it does
 for a transformers model.
@@ -169,6 +171,7 @@ class EngineModel(nn.Module):
         self._tables: dict = {}  # Rope -> RopeTable, shared by the layers that use the same rope
         self._ropes = list(dict.fromkeys(config.ropes))  # the distinct ones (Gemma 3: two)
         self._rope_of_layer = [self._ropes.index(rope) for rope in config.ropes]
+        self._compiled_step = None  # see compile_decode
 
     @property
     def device(self) -> torch.device:
@@ -182,7 +185,16 @@ class EngineModel(nn.Module):
 
     def new_cache(self, max_tokens: int, batch: int = 1) -> KVCache:
         c = self.config
-        return KVCache(c.num_layers, batch, c.num_kv_heads, max_tokens, c.head_dim, self.dtype, self.device)
+        if self._compiled_step is None:
+            return KVCache(c.num_layers, batch, c.num_kv_heads, max_tokens, c.head_dim, self.dtype, self.device)
+        # For the compiled step: one spare position, because a step whose keys reach the buffer's
+        # very end is a case torch.compile specialises (it would compile again for the last
+        # token); and the positions axis marked dynamic, as torch.compile takes a tensor found on
+        # an object for a fixed size and each generation sizes its cache anew.
+        cache = KVCache(c.num_layers, batch, c.num_kv_heads, max_tokens, c.head_dim, self.dtype, self.device, spare=1)
+        for buffer in cache.keys + cache.values:
+            torch._dynamo.maybe_mark_dynamic(buffer, 2)
+        return cache
 
     def _table(self, rope) -> RopeTable:
         if rope not in self._tables:
@@ -212,13 +224,26 @@ class EngineModel(nn.Module):
         if cache is not None:
             cache.check_room(batch, new)
             start = cache.length
+        tables = [self._table(rope).covering(start + new) for rope in self._ropes]  # eagerly: a table may grow
+        if self._compiled_step is not None and new == 1 and cache is not None and not (output_hidden_states or output_attentions):
+            # A fresh tensor: a slice of a longer one has other strides, which the graph guards on.
+            ids = ids.clone(memory_format=torch.contiguous_format)
+            logits, hidden, weights = self._compiled_step(ids, cache, start, tables, logits_to_keep, False, False)
+        else:
+            logits, hidden, weights = self._run(ids, cache, start, tables, logits_to_keep, output_hidden_states, output_attentions)
+        if cache is not None:
+            cache.length = start + new
+        return EngineOutput(logits, hidden, weights)
+
+    def _run(self, ids, cache, start, tables, logits_to_keep, output_hidden_states, output_attentions):
+        batch, new = ids.shape
+        tables = [(cos[start : start + new], sin[start : start + new]) for cos, sin in tables]
         # The blocks work on rows [batch * tokens, hidden]: what the matrix products take as it is.
         x = self.embed(ids.reshape(-1))
         if self.embed_scale is not None:
             x = x * self.embed_scale
         hidden = [x] if output_hidden_states else None
         weights = [] if output_attentions else None
-        tables = [self._table(rope)(start, new) for rope in self._ropes]
         for block, rope in zip(self.layers, self._rope_of_layer):
             x, w = block(x, (batch, new), *tables[rope], cache, output_attentions)
             if hidden is not None:
@@ -228,15 +253,24 @@ class EngineModel(nn.Module):
         x = self.norm(x).view(batch, new, -1)
         if hidden is not None:
             hidden[-1] = x
-            hidden = [h.view(batch, new, -1) for h in hidden]
-        if cache is not None:
-            cache.length = start + new
+            hidden = tuple(h.view(batch, new, -1) for h in hidden)
         logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         if (cap := self.config.final_logit_softcapping) is not None:
             logits = torch.tanh(logits / cap) * cap  # Gemma: squash into (-cap, cap)
-        return EngineOutput(
-            logits.float(), tuple(hidden) if hidden is not None else None, tuple(weights) if weights is not None else None
-        )
+        return logits.float(), hidden, tuple(weights) if weights is not None else None
+
+    def compile_decode(self) -> None:
+        """Run one-token steps over a cache through `torch.compile` from now on, compiled here on a
+        throwaway cache (tens of seconds; inductor caches its work, so a later process is quicker).
+        Prompts, hidden states and attention weights stay eager.
+
+        Inductor fuses the ~1,000 small ops of a step (norms, RoPE, casts, residual adds, the
+        cache write) into a few dozen C++ loops around the matrix products. `dynamic`: one graph
+        for every cache length and size (new_cache marks the size), not one per position."""
+        self._compiled_step = torch.compile(self._run, dynamic=True)
+        cache = self.new_cache(8)
+        self(torch.zeros((1, 4), dtype=torch.long, device=self.device), cache)  # a prompt: eager
+        self(torch.zeros((1, 1), dtype=torch.long, device=self.device), cache)  # a step: compiles
 
 
 def load(

@@ -56,11 +56,12 @@ class RopeTable:
         self.dtype = dtype
         self.cos = self.sin = torch.empty(0, head_dim, dtype=dtype, device=device)
 
-    def __call__(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        end = start + length
+    def covering(self, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole tables, grown to hold positions 0 .. end - 1; the caller slices its rows (inside
+        a compiled step, where a slice made outside would be a view whose offset is guarded)."""
         if end > self.cos.shape[0]:
             self._grow(max(end, 2 * self.cos.shape[0], 256))
-        return self.cos[start:end], self.sin[start:end]
+        return self.cos, self.sin
 
     def _grow(self, positions: int) -> None:
         freqs = torch.arange(positions, device=self.inv_freq.device).float()[:, None] * self.inv_freq[None, :]

@@ -12,7 +12,8 @@ Decisions:
   `trust_remote_code`, the one switch that says "I trust what this model ships".
 - On the CPU, `dtype="auto"` is float32: exact, and (measured) faster than bfloat16 here.
 - `--compile` compiles the one-token decode step only, while loading, on a throwaway
-  decode (about a minute on a small CPU): a prompt's single pass stays eager.
+  decode (about a minute on a small CPU): a prompt's single pass stays eager. This is the
+  transformers path's; the engine compiles its own step (`EngineModel.compile_decode`).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class LoadProgress:
             self._stop()
             self._say(f"Converted {self.label} once; later loads read the cache.")
         elif stage == "compiling":
-            self._spinner(f"Compiling {self.label} for faster decoding (about a minute; --compile)")
+            self._spinner(f"Compiling {self.label} for faster decoding (tens of seconds; --compile)")
         elif stage == "compiled":
             seconds = time.perf_counter() - self._started
             self._stop()
