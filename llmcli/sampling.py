@@ -89,12 +89,22 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
         return logits
     import torch
 
-    sorted_logits, order = torch.sort(logits, descending=True)
-    probs = torch.softmax(sorted_logits, dim=-1)
-    mass_before = torch.cumsum(probs, dim=-1) - probs  # the most likely token always has 0 before it
-    drop = mass_before >= p
+    # The nucleus is usually a few dozen tokens: look for it among the best 64, then 8 times as
+    # many, and so on; sorting the whole vocabulary took 3 ms a token on SmolLM2's 49k and 19 ms on
+    # Gemma's 262k. The tokens kept are those a full sort keeps.
+    n = logits.shape[-1]
+    total = torch.logsumexp(logits, dim=-1, keepdim=True)
+    k = min(64, n)
+    while True:
+        best, order = torch.topk(logits, k)  # in descending order
+        probs = torch.exp(best - total)
+        mass = torch.cumsum(probs, dim=-1)
+        if k == n or bool((mass[..., -1] >= p).all()):  # every token past these has p or more before it
+            break
+        k = min(8 * k, n)
+    drop = mass - probs >= p  # the mass before each; the most likely token always has 0 before it
     drop[..., 0] = False  # ...and always stays, even for a p so small it rounds to 0 in float32
-    cut = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, drop)
+    cut = torch.ones_like(logits, dtype=torch.bool).scatter(-1, order, drop)
     return logits.masked_fill(cut, -math.inf)
 
 
@@ -123,10 +133,24 @@ def make_sampler(settings: SamplingSettings, generator: TorchGenerator | None = 
         logits = top_k_filter(logits, settings.top_k or 0)  # only the k best
         logits = top_p_filter(logits, settings.top_p if settings.top_p is not None else 1.0)  # only the nucleus
         logits = min_p_filter(logits, settings.min_p or 0.0)  # only those close to the best
-        probs = torch.softmax(logits, dim=-1)  # renormalise what survived
-        return int(torch.multinomial(probs, 1, generator=generator))  # draw one
+        return draw(torch.softmax(logits, dim=-1), generator)  # renormalise what survived, draw one
 
     return sample
+
+
+def draw(probs: Tensor, generator: TorchGenerator | None = None) -> int:
+    """One token id with probability probs[id] (1-D, summing to ~1): the first whose cumulative
+    probability passes a uniform draw. torch.multinomial does the same job in 5.7 ms on a 262k
+    vocabulary (an exponential variate per token); this takes a cumulative sum, well under 1 ms.
+    A token of probability 0 is never drawn (its step of the sum is empty)."""
+    import torch
+
+    cdf = torch.cumsum(probs, dim=-1)
+    u = torch.rand((), generator=generator, dtype=cdf.dtype) * cdf[-1]
+    i = int(torch.searchsorted(cdf, u[None], right=True))
+    if i >= probs.shape[-1]:  # u rounded up onto the total: the last token that can be drawn
+        i = int(torch.nonzero(probs).max())
+    return i
 
 
 def make_logits_processors(settings: SamplingSettings) -> list[Callable[[list[int], Tensor], Tensor]]:

@@ -89,6 +89,27 @@ def test_top_p_matches_transformers(logits, p):
     assert probs[survivors].sum() >= p > probs[survivors[:-1]].sum()  # the smallest set that holds p
 
 
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.999])
+def test_top_p_on_a_wide_vocabulary_matches_transformers(p):
+    """Flat logits over 50k tokens: nuclei of hundreds to tens of thousands of tokens, past the
+    64 candidates top_p_filter looks at first, so each of its wider looks is exercised."""
+    logits = torch.randn(50_000, generator=torch.Generator().manual_seed(4)) * 0.5
+    expected = TopPLogitsWarper(p)(None, logits[None].clone())[0]
+    assert len(kept(expected)) > 64
+    assert kept(top_p_filter(logits, p)) == kept(expected)
+
+
+def test_draw_never_returns_a_token_of_probability_zero(monkeypatch):
+    from llmcli.sampling import draw
+
+    probs = torch.tensor([0.0, 0.25, 0.0, 0.75, 0.0, 0.0])
+    generator = torch.Generator().manual_seed(0)
+    assert {draw(probs, generator) for _ in range(500)} == {1, 3}
+    # a uniform draw that lands on the total (rounding) takes the last token that can be drawn
+    monkeypatch.setattr(torch, "rand", lambda *args, **kwargs: torch.tensor(1.0))
+    assert draw(probs) == 3
+
+
 @pytest.mark.parametrize("m", [0.01, 0.1, 0.5])
 def test_min_p_matches_transformers(logits, m):
     expected = MinPLogitsWarper(m)(None, logits[None].clone())[0]
