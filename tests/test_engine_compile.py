@@ -118,3 +118,18 @@ def test_compile_runs_on_the_engine(tiny_model_dir):
 
     model = llmcli.load(str(tiny_model_dir), compile=True)
     assert model.backend.engine == "llmcli" and model.backend.engine_model._compiled_step is not None
+
+
+def test_compile_without_a_cpp_compiler_is_one_clear_error(tiny_model_dir, tmp_path):
+    """In a process of its own: inductor remembers the compiler it found. Fast: the check comes
+    before the step is traced."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.failures.matrix import assert_error
+
+    env = {k: v for k, v in os.environ.items() if k != "CXX"} | {"PATH": str(tmp_path)}  # no g++ on it
+    argv = [sys.executable, "-m", "llmcli", "generate", "Hi", "-m", str(tiny_model_dir), "--compile"]
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert_error(r.returncode, r.stdout, r.stderr, "needs a C++ compiler", "install one")

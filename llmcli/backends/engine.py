@@ -152,12 +152,31 @@ def _compile(model: Any, progress: Any) -> None:
     from llmcli.errors import LlmcliError
 
     progress("compiling", 0, None)
+    _check_cpp_compiler()  # inductor would find out only after tracing the step (~20 s)
     try:
         model.compile_decode()
-    except Exception as error:  # inductor's failures (no C++ compiler, a full /tmp) are many and deep
+    except Exception as error:  # inductor's failures (a broken compiler, a full /tmp) are many and deep
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise LlmcliError(f"--compile failed: {first}", "run without --compile (it needs a C++ compiler, such as g++)") from error
+        raise LlmcliError(f"--compile failed: {first}", "run without --compile") from error
     progress("compiled", 1, 1)
+
+
+def _check_cpp_compiler() -> None:
+    """torch.compile on the CPU writes C++ and builds it with $CXX, else g++: is there one?"""
+    from llmcli.errors import LlmcliError
+
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.exc import InvalidCxxCompiler
+    except ImportError:  # another torch: inductor itself says so, later
+        return
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        raise LlmcliError(
+            "--compile needs a C++ compiler and found none (it runs $CXX, else g++)",
+            "install one (Debian/Ubuntu: apt install g++), or run without --compile",
+        ) from None
 
 
 ENGINE_FORMAT = 2  # bump when the engine's weight layout changes: every prepared file is rebuilt
