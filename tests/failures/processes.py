@@ -453,6 +453,10 @@ def _child(conn: socket.socket, fds: list[int], request: dict) -> None:
 
             _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
             resource.setrlimit(resource.RLIMIT_FSIZE, (request["fsize_limit"], hard))
+        # Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the suite itself was started
+        # with SIGINT ignored (a background job of a shell without job control), which a Python
+        # started that way would otherwise inherit.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import torch
 
         torch.set_num_threads(1)  # two cores shared by everyone; forked children must not fight
