@@ -118,6 +118,7 @@ def test_compile_runs_on_the_engine(tiny_model_dir):
 
     model = llmcli.load(str(tiny_model_dir), compile=True)
     assert model.backend.engine == "llmcli" and model.backend.engine_model._compiled_step is not None
+    assert model.summary().compiled and not llmcli.load(str(tiny_model_dir)).summary().compiled  # the chat header says so
 
 
 def test_compile_without_a_cpp_compiler_is_one_clear_error(tiny_model_dir, tmp_path):

@@ -138,7 +138,7 @@ class EngineBackend(prompting.TokenizerPrompts):
         from llmcli.inspect.architecture import summary
 
         dtype = str(self.engine_model.dtype).removeprefix("torch.")
-        return summary(self.engine_model, self.ref, dtype, str(self.engine_model.device), self.options.quantize)
+        return summary(self.engine_model, self.ref, dtype, str(self.engine_model.device), self.options.quantize, self.options.compile)
 
     def info(self) -> Any:
         from dataclasses import replace

@@ -61,4 +61,4 @@ class LocalBackend(prompting.TokenizerPrompts):
         from llmcli.inspect.architecture import summary
 
         loaded = self.loaded
-        return summary(loaded.model, loaded.ref, loaded.dtype, loaded.device, loaded.quantize)
+        return summary(loaded.model, loaded.ref, loaded.dtype, loaded.device, loaded.quantize, loaded.compiled)

@@ -25,7 +25,7 @@ def header_lines(loop: ChatLoop) -> list[Text]:
     else:
         title = ALIASES[info.alias].title if info.alias in ALIASES else info.source
         weights = f"{info.dtype} on {info.device}" + (f", {info.quantize} weights" if info.quantize != "none" else "")
-        facts = [f"{human_count(info.parameters)} parameters", weights, context]
+        facts = [f"{human_count(info.parameters)} parameters", weights + (", compiled" if info.compiled else ""), context]
     first = Text.assemble((render.escape_controls(model.label), "bold cyan"), "  ", (render.escape_controls(title), "bold"))
     lines = [first, Text(" · ".join(facts), style="dim")]
     if not model.has_chat_template:

@@ -64,11 +64,12 @@ class ModelSummary:
     quantize: str  # "none", "int8" or "int4"
     alias: str | None
     source: str
+    compiled: bool = False  # --compile: the decode step runs through torch.compile
 
 
-def summary(model, ref, dtype: str, device: str, quantize: str) -> ModelSummary:
+def summary(model, ref, dtype: str, device: str, quantize: str, compiled: bool = False) -> ModelSummary:
     """`model`: any nn.Module whose quantized layers say how many weights they hold."""
-    return ModelSummary(sum(count_parameters(model).values()), dtype, device, quantize, ref.alias, str(ref.path or ref.hub_id))
+    return ModelSummary(sum(count_parameters(model).values()), dtype, device, quantize, ref.alias, str(ref.path or ref.hub_id), compiled)
 
 
 def part_of(name: str) -> str:
