@@ -184,16 +184,15 @@ class EngineModel(nn.Module):
         return self.lm_head
 
     def new_cache(self, max_tokens: int, batch: int = 1) -> KVCache:
-        c = self.config
-        if self._compiled_step is None:
-            return KVCache(c.num_layers, batch, c.num_kv_heads, max_tokens, c.head_dim, self.dtype, self.device)
+        c, compiled = self.config, self._compiled_step is not None
         # For the compiled step: one spare position, because a step whose keys reach the buffer's
         # very end is a case torch.compile specialises (it would compile again for the last
         # token); and the positions axis marked dynamic, as torch.compile takes a tensor found on
         # an object for a fixed size and each generation sizes its cache anew.
-        cache = KVCache(c.num_layers, batch, c.num_kv_heads, max_tokens, c.head_dim, self.dtype, self.device, spare=1)
-        for buffer in cache.keys + cache.values:
-            torch._dynamo.maybe_mark_dynamic(buffer, 2)
+        cache = KVCache(c.num_layers, batch, c.num_kv_heads, max_tokens, c.head_dim, self.dtype, self.device, spare=int(compiled))
+        if compiled:
+            for buffer in cache.keys + cache.values:
+                torch._dynamo.maybe_mark_dynamic(buffer, 2)
         return cache
 
     def _table(self, rope) -> RopeTable:
