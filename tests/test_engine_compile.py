@@ -121,7 +121,8 @@ def test_compile_runs_on_the_engine(tiny_model_dir):
     assert model.summary().compiled and not llmcli.load(str(tiny_model_dir)).summary().compiled  # the chat header says so
 
 
-def test_compile_without_a_cpp_compiler_is_one_clear_error(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("engine", ["auto", "transformers"])  # both compile paths share the check
+def test_compile_without_a_cpp_compiler_is_one_clear_error(tiny_model_dir, tmp_path, engine):
     """In a process of its own: inductor remembers the compiler it found. Fast: the check comes
     before the step is traced."""
     import os
@@ -131,6 +132,6 @@ def test_compile_without_a_cpp_compiler_is_one_clear_error(tiny_model_dir, tmp_p
     from tests.failures.matrix import assert_error
 
     env = {k: v for k, v in os.environ.items() if k != "CXX"} | {"PATH": str(tmp_path)}  # no g++ on it
-    argv = [sys.executable, "-m", "llmcli", "generate", "Hi", "-m", str(tiny_model_dir), "--compile"]
+    argv = [sys.executable, "-m", "llmcli", "generate", "Hi", "-m", str(tiny_model_dir), "--compile", "--engine", engine]
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert_error(r.returncode, r.stdout, r.stderr, "needs a C++ compiler", "install one")

@@ -65,7 +65,9 @@ class EngineBackend(prompting.TokenizerPrompts):
             # A damaged config or checkpoint: transformers' loader names the fault and the fix.
             raise engine.UnsupportedModel(f"cannot read the model: {error}") from error
         if options.compile:
-            _compile(model, progress)
+            from llmcli.models.load import compiling
+
+            compiling(model.compile_decode, progress)
         return cls(model, tokenizer, ref, path, options, time.perf_counter() - start, converted)
 
     # ---------------------------------------------------------------- the backend protocol
@@ -146,37 +148,6 @@ class EngineBackend(prompting.TokenizerPrompts):
         from llmcli.inspect.architecture import model_info
 
         return replace(model_info(self.hf()), engine=self.engine)
-
-
-def _compile(model: Any, progress: Any) -> None:
-    from llmcli.errors import LlmcliError
-
-    progress("compiling", 0, None)
-    _check_cpp_compiler()  # inductor would find out only after tracing the step (~20 s)
-    try:
-        model.compile_decode()
-    except Exception as error:  # inductor's failures (a broken compiler, a full /tmp) are many and deep
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise LlmcliError(f"--compile failed: {first}", "run without --compile") from error
-    progress("compiled", 1, 1)
-
-
-def _check_cpp_compiler() -> None:
-    """torch.compile on the CPU writes C++ and builds it with $CXX, else g++: is there one?"""
-    from llmcli.errors import LlmcliError
-
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-        from torch._inductor.exc import InvalidCxxCompiler
-    except ImportError:  # another torch: inductor itself says so, later
-        return
-    try:
-        get_cpp_compiler()
-    except InvalidCxxCompiler:
-        raise LlmcliError(
-            "--compile needs a C++ compiler and found none (it runs $CXX, else g++)",
-            "install one (Debian/Ubuntu: apt install g++), or run without --compile",
-        ) from None
 
 
 ENGINE_FORMAT = 2  # bump when the engine's weight layout changes: every prepared file is rebuilt

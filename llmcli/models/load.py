@@ -246,10 +246,41 @@ def _compile(model, progress: cache.Progress) -> None:
         return compiled(*args, **kwargs) if ids is not None and ids.shape[-1] == 1 else eager(*args, **kwargs)
 
     model.forward = forward
+
+    def warm_up() -> None:
+        with torch.inference_mode():
+            _warm_up(model)
+
+    compiling(warm_up, progress)
+
+
+def compiling(compile_and_warm_up, progress: cache.Progress) -> None:
+    """Run a `--compile` warm-up (both backends' compile their decode step on a throwaway
+    decode) between the progress stages, its failures turned into one line and a hint."""
     progress("compiling", 0, None)
-    with torch.inference_mode():
-        _warm_up(model)
+    _check_cpp_compiler()  # inductor would find out only after tracing the step (~20 s)
+    try:
+        compile_and_warm_up()
+    except Exception as error:  # inductor's failures (a broken compiler, a full /tmp) are many and deep
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise LlmcliError(f"--compile failed: {first}", "run without --compile") from error
     progress("compiled", 1, 1)
+
+
+def _check_cpp_compiler() -> None:
+    """torch.compile on the CPU writes C++ and builds it with $CXX, else g++: is there one?"""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.exc import InvalidCxxCompiler
+    except ImportError:  # another torch: inductor itself says so, later
+        return
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        raise LlmcliError(
+            "--compile needs a C++ compiler and found none (it runs $CXX, else g++)",
+            "install one (Debian/Ubuntu: apt install g++), or run without --compile",
+        ) from None
 
 
 def _warm_up(model) -> None:
