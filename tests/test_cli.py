@@ -28,7 +28,8 @@ def test_help_and_version_import_no_torch():
 
 
 def test_root_help_imports_no_command_module_and_no_markdown_parser():
-    """`llmcli --help` lists the commands from cli.COMMANDS; `info --help` loads info's module only."""
+    """`llmcli --help` lists the commands from cli.COMMANDS; `info --help` loads info's module only.
+    Neither imports the Markdown parser or Rich's tracebacks (nor pygments, which both use)."""
     code = (
         "import sys\n"
         "from llmcli.cli import main\n"
@@ -37,7 +38,7 @@ def test_root_help_imports_no_command_module_and_no_markdown_parser():
         "    main()\n"
         "except SystemExit:\n"
         "    pass\n"
-        "names = [m for m in sys.modules if m.startswith(('llmcli.commands.', 'markdown_it'))]\n"
+        "names = [m for m in sys.modules if m.startswith(('llmcli.commands.', 'markdown_it', 'rich.traceback', 'pygments'))]\n"
         "loaded = sorted(m for m in names if not m.startswith('llmcli.commands._'))  # helpers\n"
         "print('LOADED', loaded, file=sys.stderr)\n"
     )
@@ -46,6 +47,28 @@ def test_root_help_imports_no_command_module_and_no_markdown_parser():
     assert "detokenize" in root.stdout and "Turn token ids back into text." in root.stdout
     info = subprocess.run([sys.executable, "-c", code, "info", "--help"], capture_output=True, text=True)
     assert "LOADED ['llmcli.commands.info']" in info.stderr, info.stderr
+
+
+def test_the_help_formatters_stand_ins_build_the_real_objects():
+    """While Typer's help formatter is imported, stand-ins answer for rich.markdown and
+    rich.traceback; afterwards the real modules import as usual, and Typer's names for them
+    build the real objects (Traceback through its from_exception, as Typer calls it)."""
+    code = (
+        "import sys\n"
+        "from llmcli import cli\n"
+        "cli._import_typer_help()\n"
+        "import typer.rich_utils as ru\n"
+        "assert 'rich.markdown' not in sys.modules and 'rich.traceback' not in sys.modules\n"
+        "import rich.markdown, rich.traceback\n"
+        "assert isinstance(ru.Markdown('*x*'), rich.markdown.Markdown)\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError as e:\n"
+        "    assert isinstance(ru.Traceback.from_exception(type(e), e, e.__traceback__), rich.traceback.Traceback)\n"
+        "print('OK')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "OK\n", r.stderr
 
 
 def test_the_help_summaries_are_the_commands_own():
