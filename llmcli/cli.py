@@ -197,8 +197,8 @@ def _import_typer_help() -> None:
     """Import Typer's help formatter without the modules in `_UNUSED_BY_HELP`.
 
     While typer.rich_utils is imported, a stand-in module answers for each; they are removed
-    again at once, so anything else (the chat's replies, --verbose tracebacks) imports the real
-    modules. `llmcli --help` takes ~90 ms instead of ~102 (`import typer, rich` alone: ~55).
+    again at once, so anything else (the chat's replies) imports the real modules. `llmcli
+    --help` takes ~86 ms instead of ~102 (`import typer, rich` alone: ~50; benchmarks/README.md).
     """
     import types
 
