@@ -110,6 +110,7 @@ class BoundaryGroup(TyperGroup):
             sys.exit(1)
         if not words or set(words) & set(self.context_settings.get("help_option_names", ["--help"])):
             _import_typer_help()
+            _flags_without_a_type()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except NoArgsIsHelpError:
@@ -213,6 +214,23 @@ def _import_typer_help() -> None:
     finally:
         for module in _UNUSED_BY_HELP:
             del sys.modules[module]
+
+
+def _flags_without_a_type() -> None:
+    """Typer 0.29's help writes `<bool>` beside every flag (`--verbose  -v  <bool>`), as if it
+    took a value; `--verbose true` is then a usage error. A flag takes no value: its type column
+    stays empty, as in click's and argparse's help. Every other option keeps its `<str>`/choices."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_llmcli", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._llmcli = True
+    TyperOption.display_type_rich = display_type_rich
 
 
 def _silence_stdout() -> None:

@@ -168,3 +168,21 @@ def test_shell_completion_is_offered(cli):
     env = {"_LLMCLI_COMPLETE": "complete_bash", "COMP_WORDS": "llmcli gen", "COMP_CWORD": "1", "PATH": os.environ["PATH"]}
     proc = subprocess.run([sys.executable, "-c", "from llmcli.cli import main; main()"], capture_output=True, text=True, env={**os.environ, **env})
     assert "generate" in proc.stdout.split()
+
+
+def test_flags_show_no_type_in_help_and_options_keep_theirs():
+    """A flag takes no value, so its help row names no type (Typer 0.29 wrote `<bool>`); an
+    option that takes one keeps it (`--system <str>`, `--file <path>`)."""
+    import os
+    import re
+
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    root = run_module("--help", env=env)
+    tokenize = run_module("tokenize", "--help", env=env)
+    assert root.returncode == 0 and tokenize.returncode == 0, root.stderr + tokenize.stderr
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"│ (--[\w-]+)([^│]*)│", root.stdout + tokenize.stdout)}
+    assert {"--verbose", "--version", "--help", "--chat", "--parse-special", "--system", "--file"} <= set(rows)
+    for flag in ("--verbose", "--version", "--help", "--chat", "--parse-special"):
+        assert "<bool>" not in rows[flag], (flag, rows[flag])
+    assert "<str>" in rows["--system"] and "<path>" in rows["--file"]
+    assert "<bool>" not in root.stdout + tokenize.stdout
